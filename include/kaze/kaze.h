@@ -1,0 +1,18 @@
+/*
+ * kaze/kaze.h — everything libkaze offers, in one include.
+ *
+ * The layers, bottom up:
+ *   kaze/common.h     errors, allocator, small value types
+ *   kaze/utf8.h       incremental UTF-8 validation
+ *   kaze/frame.h      RFC 6455 framing: parser, writer, masking, close codes
+ *   kaze/handshake.h  the opening handshake, both roles
+ */
+#ifndef KAZE_KAZE_H
+#define KAZE_KAZE_H
+
+#include "kaze/common.h"
+#include "kaze/utf8.h"
+#include "kaze/frame.h"
+#include "kaze/handshake.h"
+
+#endif
