@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Runs every benchmark binary of a build and ends with the machine-readable
-# lines `bench: NAME VALUE UNIT`, gathered from all of them.
+# Runs every benchmark binary of a build, shows their tables, and ends with
+# the machine-readable lines `bench: NAME VALUE UNIT` gathered from all of
+# them, so that results can be compared across commits.
 set -euo pipefail
 build=${1:-build}
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+lines=$(mktemp)
+one=$(mktemp)
+trap 'rm -f "$lines" "$one"' EXIT
 for b in "$build"/bench/bench_*; do
   [ -x "$b" ] || continue
   echo "== $(basename "$b")"
-  "$b" | tee -a "$out"
+  "$b" >"$one"
+  grep -v '^bench: ' "$one" || true
+  grep '^bench: ' "$one" >>"$lines" || true
+  echo
 done
-echo
 echo "== summary"
-grep '^bench: ' "$out" || true
+cat "$lines"

@@ -46,6 +46,9 @@ enum kz_err {
     KZ_ERR_PARTIAL = -3,          /* not an error: more input is needed */
     KZ_ERR_BUFFER_TOO_SMALL = -4, /* the output buffer cannot hold the result */
     KZ_ERR_CRYPTO = -5,           /* OpenSSL failed (random bytes, digest) */
+    KZ_ERR_SYSTEM = -6,           /* a system call failed: errno says why */
+    KZ_ERR_CLOSED = -7,           /* the object is closed or closing: nothing more is accepted */
+    KZ_ERR_BACKPRESSURE = -8,     /* refused: the peer's queue is over its limit */
 
     /* handshake: a client's request is refused */
     KZ_ERR_HS_MALFORMED = -100,         /* not a parsable HTTP/1.1 request: 400 */

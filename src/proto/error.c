@@ -10,6 +10,9 @@ const char *kz_strerror(int err)
     case KZ_ERR_PARTIAL: return "more input is needed";
     case KZ_ERR_BUFFER_TOO_SMALL: return "output buffer too small";
     case KZ_ERR_CRYPTO: return "the crypto library failed";
+    case KZ_ERR_SYSTEM: return "a system call failed";
+    case KZ_ERR_CLOSED: return "already closed";
+    case KZ_ERR_BACKPRESSURE: return "the peer's send queue is full";
 
     case KZ_ERR_HS_MALFORMED: return "malformed HTTP request";
     case KZ_ERR_HS_HTTP_VERSION: return "HTTP/1.1 or later is required";

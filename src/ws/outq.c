@@ -1,0 +1,333 @@
+/*
+ * The write path: frames are appended to a connection's queue of pooled
+ * chunks during the iteration (corked) and leave in one sendmsg (writev without SIGPIPE) per
+ * connection at the end of it; what the kernel does not take stays queued
+ * and the connection asks for KZ_IO_WRITE. A large send with nothing queued
+ * before it goes out at once, header and payload in one writev, and only the
+ * rest is copied. Shared messages (kz_msg) are queued by reference.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "ws/ws_internal.h"
+
+static struct kz_chunk *chunk_get(struct kz_server *s)
+{
+    struct kz_chunk *ch = s->pool;
+    if (ch) {
+        s->pool = ch->next;
+        s->pool_len--;
+    } else {
+        ch = kz__alloc(s, sizeof(*ch) + KZ_CHUNK_SIZE);
+        if (!ch)
+            return NULL;
+    }
+    ch->next = NULL;
+    ch->msg = NULL;
+    ch->start = ch->end = 0;
+    return ch;
+}
+
+static struct kz_chunk *node_get(struct kz_server *s)
+{
+    struct kz_chunk *ch = s->node_pool;
+    if (ch) {
+        s->node_pool = ch->next;
+        s->node_pool_len--;
+    } else {
+        ch = kz__alloc(s, sizeof(*ch));
+        if (!ch)
+            return NULL;
+    }
+    ch->next = NULL;
+    ch->start = ch->end = 0;
+    return ch;
+}
+
+static void chunk_put(struct kz_server *s, struct kz_chunk *ch)
+{
+    if (ch->msg) {
+        kz_msg_unref(ch->msg);
+        if (s->node_pool_len < KZ_CHUNK_POOL_MAX * 4) {
+            ch->next = s->node_pool;
+            s->node_pool = ch;
+            s->node_pool_len++;
+            return;
+        }
+    } else if (s->pool_len < KZ_CHUNK_POOL_MAX) {
+        ch->next = s->pool;
+        s->pool = ch;
+        s->pool_len++;
+        return;
+    }
+    kz__free(s, ch);
+}
+
+void kz__server_pool_free(struct kz_server *s)
+{
+    while (s->pool) {
+        struct kz_chunk *ch = s->pool;
+        s->pool = ch->next;
+        kz__free(s, ch);
+    }
+    while (s->node_pool) {
+        struct kz_chunk *ch = s->node_pool;
+        s->node_pool = ch->next;
+        kz__free(s, ch);
+    }
+    s->pool_len = s->node_pool_len = 0;
+}
+
+static void append_chunk(struct kz_conn *c, struct kz_chunk *ch)
+{
+    if (c->out_tail)
+        c->out_tail->next = ch;
+    else
+        c->out_head = ch;
+    c->out_tail = ch;
+}
+
+/* Copies bytes to the end of the queue, filling the last chunk first. */
+static int queue_copy(struct kz_conn *c, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        struct kz_chunk *tail = c->out_tail;
+        if (!tail || tail->msg || tail->end == KZ_CHUNK_SIZE) {
+            tail = chunk_get(c->srv);
+            if (!tail)
+                return KZ_ERR_NOMEM;
+            append_chunk(c, tail);
+        }
+        size_t room = KZ_CHUNK_SIZE - tail->end;
+        size_t take = n < room ? n : room;
+        memcpy(tail->data + tail->end, p, take);
+        tail->end += (uint32_t)take;
+        c->buffered += take;
+        p += take;
+        n -= take;
+    }
+    return KZ_OK;
+}
+
+void kz__conn_want_flush(struct kz_conn *c)
+{
+    struct kz_server *s = c->srv;
+    if (c->flags & KZ_CF_FLUSH_QUEUED)
+        return;
+    c->flags |= KZ_CF_FLUSH_QUEUED;
+    c->flush_next = s->flush_list;
+    s->flush_list = c;
+    kz__server_kick(s);
+}
+
+/* Writes header and payload now; returns the bytes the kernel took, or -1 on a hard error. */
+static ssize_t write_now(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
+                         size_t plen)
+{
+    struct iovec iov[2] = {{(void *)hdr, hlen}, {(void *)payload, plen}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = plen ? 2 : 1};
+    for (;;) {
+        ssize_t n = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        return -1;
+    }
+}
+
+int kz__conn_queue(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
+                   size_t plen)
+{
+    size_t total = hlen + plen;
+    if (!c->out_head && total >= KZ_DIRECT_WRITE_MIN) {
+        ssize_t n = write_now(c, hdr, hlen, payload, plen);
+        if (n < 0) {
+            kz__conn_abort(c, KZ_CLOSE_ABNORMAL, "write failed");
+            return KZ_ERR_CLOSED;
+        }
+        size_t done = (size_t)n;
+        if (done == total)
+            return KZ_OK;
+        if (done < hlen) {
+            hdr += done;
+            hlen -= done;
+        } else {
+            payload += done - hlen;
+            plen -= done - hlen;
+            hlen = 0;
+        }
+        c->flags |= KZ_CF_DRAIN;
+    }
+    int rc = queue_copy(c, hdr, hlen);
+    if (rc == KZ_OK)
+        rc = queue_copy(c, payload, plen);
+    if (rc != KZ_OK)
+        return rc;
+    kz__conn_want_flush(c);
+    return KZ_OK;
+}
+
+int kz__conn_queue_frame(struct kz_conn *c, unsigned opcode, const uint8_t *payload, size_t len)
+{
+    uint8_t hdr[KZ_FRAME_HEADER_MAX];
+    size_t hlen = kz_frame_write_header(hdr, opcode, true, 0, len, NULL);
+    return kz__conn_queue(c, hdr, hlen, payload, len);
+}
+
+/* Applies the backpressure policy to a send of `n` more bytes. */
+static int admit(struct kz_conn *c, size_t n)
+{
+    if (c->state != KZ_CONN_OPEN)
+        return KZ_ERR_CLOSED;
+    if (c->buffered + n <= c->srv->cfg.max_buffered)
+        return KZ_OK;
+    switch (c->srv->cfg.backpressure) {
+    case KZ_BP_DROP:
+        return KZ_ERR_BACKPRESSURE;
+    case KZ_BP_CLOSE_TRY_AGAIN:
+        kz__conn_abort(c, KZ_CLOSE_TRY_AGAIN_LATER, "send queue over its limit");
+        return KZ_ERR_CLOSED;
+    case KZ_BP_CLOSE:
+    default:
+        kz__conn_abort(c, KZ_CLOSE_POLICY, "send queue over its limit");
+        return KZ_ERR_CLOSED;
+    }
+}
+
+int kz_conn_send(struct kz_conn *c, enum kz_opcode op, const void *data, size_t len)
+{
+    if (op != KZ_OP_TEXT && op != KZ_OP_BINARY)
+        return KZ_ERR_INVALID_ARGUMENT;
+    int rc = admit(c, len + KZ_FRAME_HEADER_MAX);
+    if (rc != KZ_OK)
+        return rc;
+    return kz__conn_queue_frame(c, op, data, len);
+}
+
+int kz_conn_ping(struct kz_conn *c, const void *data, size_t len)
+{
+    if (len > KZ_CONTROL_PAYLOAD_MAX)
+        return KZ_ERR_INVALID_ARGUMENT;
+    int rc = admit(c, len + KZ_FRAME_HEADER_MAX);
+    if (rc != KZ_OK)
+        return rc;
+    return kz__conn_queue_frame(c, KZ_OP_PING, data, len);
+}
+
+size_t kz_conn_buffered(const struct kz_conn *c)
+{
+    return c->buffered;
+}
+
+struct kz_msg *kz_msg_new(struct kz_server *s, enum kz_opcode op, const void *data, size_t len)
+{
+    if ((op != KZ_OP_TEXT && op != KZ_OP_BINARY) || len > UINT32_MAX - KZ_FRAME_HEADER_MAX)
+        return NULL;
+    size_t hlen = kz_frame_header_size(len, false);
+    struct kz_msg *m = kz__alloc(s, sizeof(*m) + hlen + len);
+    if (!m)
+        return NULL;
+    m->refs = 1;
+    m->srv = s;
+    m->len = (uint32_t)(hlen + len);
+    kz_frame_write_header(m->data, op, true, 0, len, NULL);
+    if (len)
+        memcpy(m->data + hlen, data, len);
+    return m;
+}
+
+void kz_msg_unref(struct kz_msg *m)
+{
+    if (m && --m->refs == 0)
+        kz__free(m->srv, m);
+}
+
+int kz_conn_send_msg(struct kz_conn *c, struct kz_msg *m)
+{
+    int rc = admit(c, m->len);
+    if (rc != KZ_OK)
+        return rc;
+    struct kz_chunk *node = node_get(c->srv);
+    if (!node)
+        return KZ_ERR_NOMEM;
+    m->refs++;
+    node->msg = m;
+    node->start = 0;
+    node->end = m->len;
+    append_chunk(c, node);
+    c->buffered += m->len;
+    kz__conn_want_flush(c);
+    return KZ_OK;
+}
+
+void kz__conn_drop_output(struct kz_conn *c)
+{
+    while (c->out_head) {
+        struct kz_chunk *ch = c->out_head;
+        c->out_head = ch->next;
+        chunk_put(c->srv, ch);
+    }
+    c->out_tail = NULL;
+    c->buffered = 0;
+}
+
+static const uint8_t *chunk_bytes(const struct kz_chunk *ch)
+{
+    return ch->msg ? ch->msg->data : ch->data;
+}
+
+/* Gives back the chunks the kernel has taken `n` bytes of. */
+static void consume(struct kz_conn *c, size_t n)
+{
+    c->buffered -= n;
+    while (n > 0) {
+        struct kz_chunk *ch = c->out_head;
+        size_t avail = ch->end - ch->start;
+        if (n < avail) {
+            ch->start += (uint32_t)n;
+            return;
+        }
+        n -= avail;
+        c->out_head = ch->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
+        chunk_put(c->srv, ch);
+    }
+}
+
+void kz__conn_flush(struct kz_conn *c)
+{
+    while (c->out_head) {
+        struct iovec iov[KZ_IOV_MAX];
+        int cnt = 0;
+        for (struct kz_chunk *ch = c->out_head; ch && cnt < KZ_IOV_MAX; ch = ch->next) {
+            iov[cnt].iov_base = (void *)(chunk_bytes(ch) + ch->start);
+            iov[cnt].iov_len = ch->end - ch->start;
+            cnt++;
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+        ssize_t n = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            kz__conn_abort(c, KZ_CLOSE_ABNORMAL, "write failed");
+            return;
+        }
+        consume(c, (size_t)n);
+    }
+    if (c->out_head) {
+        c->flags |= KZ_CF_DRAIN;
+        kz_io_set_events(c->srv->loop, &c->io, c->io.events | KZ_IO_WRITE);
+        return;
+    }
+    kz_io_set_events(c->srv->loop, &c->io, c->io.events & ~KZ_IO_WRITE);
+    kz__conn_after_flush(c);
+}

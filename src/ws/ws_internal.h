@@ -1,0 +1,135 @@
+/*
+ * Private to src/ws: the server and connection structs and the functions the
+ * server's files share. The write path (outq.c), the read path (conn.c) and
+ * the server (server.c) meet here.
+ */
+#ifndef KZ_WS_INTERNAL_H
+#define KZ_WS_INTERNAL_H
+
+#include "kaze/server.h"
+#include "kaze/tcp.h"
+#include "proto/frame_parser.h"
+
+/* Output is queued in pooled chunks of this size; a large send spans several. */
+#define KZ_CHUNK_SIZE (16u * 1024u)
+/* A send at least this large, with nothing queued before it, is written at once. */
+#define KZ_DIRECT_WRITE_MIN (16u * 1024u)
+/* Free chunks a server keeps for reuse; more are given back to the allocator. */
+#define KZ_CHUNK_POOL_MAX 64u
+/* The read buffer every connection of a server reads into, in turn. */
+#define KZ_READ_BUF_SIZE (256u * 1024u)
+/* Input kept between reads outside a handshake: a partial header or control frame. */
+#define KZ_KEPT_MAX (KZ_FRAME_HEADER_MAX + KZ_CONTROL_PAYLOAD_MAX)
+/* iovecs gathered per writev. */
+#define KZ_IOV_MAX 64
+
+/*
+ * One piece of a connection's output queue: bytes the connection owns
+ * (a pooled chunk of KZ_CHUNK_SIZE) or a reference to a shared kz_msg.
+ * [start, end) is what is still to be written.
+ */
+struct kz_chunk {
+    struct kz_chunk *next;
+    struct kz_msg *msg; /* NULL: the bytes are in data[] */
+    uint32_t start;
+    uint32_t end;
+    uint8_t data[];
+};
+
+struct kz_msg {
+    uint32_t refs;
+    uint32_t len;
+    struct kz_server *srv;
+    uint8_t data[];
+};
+
+enum kz_conn_state {
+    KZ_CONN_HANDSHAKE = 0, /* reading the upgrade request */
+    KZ_CONN_OPEN,          /* messages flow both ways */
+    KZ_CONN_CLOSING,       /* we sent a close frame and wait for the peer's */
+    KZ_CONN_LINGER,        /* nothing more to say: flush, then end the TCP connection */
+    KZ_CONN_DEAD,          /* socket closed; freed at the end of the iteration */
+};
+
+enum {
+    KZ_CF_FLUSH_QUEUED = 1u << 0, /* on the server's flush list */
+    KZ_CF_AWAIT_PONG = 1u << 1,   /* our heartbeat ping is unanswered */
+    KZ_CF_DRAIN = 1u << 2,        /* the queue outlived a flush: call on_drain when it empties */
+    KZ_CF_OPENED = 1u << 3,       /* on_open was called, so on_close is owed */
+    KZ_CF_CLOSE_REPORTED = 1u << 4, /* on_close was called */
+    KZ_CF_DISCARD = 1u << 5,      /* the input stream is unusable: read and drop */
+};
+
+struct kz_conn {
+    struct kz_io io;
+    struct kz_timer timer; /* handshake, heartbeat or close deadline, by state */
+    struct kz_server *srv;
+    void *user;
+    struct kz_conn *prev, *next; /* the server's list of connections */
+    struct kz_conn *flush_next;  /* the server's flush list, or the dead list */
+    struct kz_parser parser;
+    uint8_t *kept; /* input kept between reads; NULL when none */
+    uint32_t kept_len;
+    uint32_t kept_cap;
+    uint8_t *msg; /* reassembly of a message that arrived in pieces */
+    size_t msg_len;
+    size_t msg_cap;
+    struct kz_chunk *out_head, *out_tail;
+    size_t buffered;
+    uint64_t last_rx;   /* loop time of the last read */
+    uint64_t ping_sent; /* loop time our heartbeat ping left */
+    char *close_reason; /* our close reason, while a close we started is pending */
+    uint16_t close_code; /* the code on_close will report */
+    uint8_t state;
+    uint8_t flags;
+    uint8_t msg_op;
+};
+
+struct kz_server {
+    struct kz_loop *loop;
+    struct kz_allocator alloc;
+    struct kz_server_config cfg;
+    struct kz_server_callbacks cb;
+    void *user;
+    struct kz_io listener;
+    struct kz_timer accept_pause; /* listener paused after EMFILE */
+    struct kz_defer defer;        /* end of iteration: flush, then free the dead */
+    struct kz_conn *conns;        /* every connection */
+    struct kz_conn *flush_list;
+    struct kz_conn *dead_list;
+    struct kz_chunk *pool; /* free chunks */
+    struct kz_chunk *node_pool; /* free kz_msg reference nodes */
+    size_t pool_len;
+    size_t node_pool_len;
+    size_t conn_count;
+    size_t open_count;
+    uint8_t *rbuf; /* KZ_READ_BUF_SIZE */
+    bool shutting_down;
+};
+
+/* outq.c */
+int kz__conn_queue(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
+                   size_t plen);
+int kz__conn_queue_frame(struct kz_conn *c, unsigned opcode, const uint8_t *payload, size_t len);
+void kz__conn_want_flush(struct kz_conn *c);
+void kz__conn_flush(struct kz_conn *c);
+void kz__conn_drop_output(struct kz_conn *c);
+void kz__server_pool_free(struct kz_server *s);
+
+/* conn.c */
+void kz__conn_start(struct kz_server *s, int fd);
+void kz__conn_on_io(struct kz_loop *loop, struct kz_io *io, unsigned events);
+void kz__conn_after_flush(struct kz_conn *c);
+void kz__conn_abort(struct kz_conn *c, uint16_t code, const char *reason);
+void kz__conn_free(struct kz_conn *c);
+void kz__conn_going_away(struct kz_conn *c);
+
+/* server.c: makes sure the end-of-iteration pass (flush, free the dead) runs */
+void kz__server_kick(struct kz_server *s);
+
+/* allocation through the server's allocator */
+void *kz__alloc(struct kz_server *s, size_t n);
+void *kz__realloc(struct kz_server *s, void *p, size_t old, size_t n);
+void kz__free(struct kz_server *s, void *p);
+
+#endif
