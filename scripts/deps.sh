@@ -7,10 +7,13 @@ packages=(
   cmake ninja-build gcc make pkg-config
   libssl-dev zlib1g-dev libcmocka-dev
   clang libclang-rt-14-dev
+  python3-websockets nodejs npm
 )
 
 missing=()
 for p in "${packages[@]}"; do
+  # NodeSource's nodejs package bundles npm and conflicts with Debian's npm.
+  [ "$p" = npm ] && command -v npm >/dev/null && continue
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
   fi

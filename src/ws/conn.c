@@ -251,6 +251,8 @@ static void on_timer(struct kz_loop *loop, struct kz_timer *t)
 
 static int gather(struct kz_conn *c, const uint8_t *data, size_t len)
 {
+    if (len == 0)
+        return KZ_OK; /* an empty fragment is legal, and may come with no pointer */
     if (c->msg_len + len > c->msg_cap) {
         size_t cap = c->msg_cap ? c->msg_cap * 2 : 4096;
         while (cap < c->msg_len + len)
