@@ -109,15 +109,14 @@ struct bench_opts {
     enum bench_mode mode;
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    char host_header[300]; /* "host:port" as the Host header carries it */
+    char host_header[300]; /* "host:port": the Host header, and the server in messages */
     char target[1024];     /* path and query */
-    char addr_text[300];   /* for messages */
     size_t conns;
-    size_t size;      /* payload bytes per message */
-    unsigned depth;   /* messages in flight per connection */
-    double duration;  /* seconds measured (echo, without -n) */
+    size_t size;       /* payload bytes per message */
+    unsigned depth;    /* messages in flight per connection */
+    double duration;   /* seconds measured (echo, without -n) */
     uint64_t messages; /* -n: stop after this many echoes; 0 = by duration */
-    double warmup;    /* seconds excluded before measuring (duration mode) */
+    double warmup;     /* seconds excluded before measuring (duration mode) */
     bool warmup_set;
     bool text;
     unsigned threads;
@@ -154,11 +153,12 @@ struct bench_shared {
     const struct bench_opts *o;
     struct bench_worker **workers;
     unsigned nworkers;
+    unsigned nstarted; /* threads started (main thread only) */
     _Atomic int phase;
-    atomic_uint ready;       /* workers whose connections are all open */
-    atomic_uint finished;    /* workers whose loops have ended */
+    atomic_uint ready;             /* workers whose connections are all open */
+    atomic_uint finished;          /* workers whose loops have ended */
     atomic_uint_fast64_t received; /* -n mode: echoes received so far, all threads */
-    uint64_t warm_count;     /* -n mode: echoes excluded at the start */
+    uint64_t warm_count;           /* -n mode: echoes excluded at the start */
     /* Written by whoever moves the phase into and out of PHASE_MEASURE. */
     struct bench_sample start, end;
     pthread_mutex_t lock; /* guards `error` */
@@ -167,16 +167,16 @@ struct bench_shared {
 
 /* What one worker saw; summed by the main thread once the worker is joined. */
 struct bench_stats {
-    uint64_t msgs;      /* echoes received inside the measured window */
-    uint64_t bytes;     /* their payload bytes */
-    uint64_t all_msgs;  /* echoes received in the whole run */
-    uint64_t errors;    /* wrong echoes, protocol errors, dropped connections */
-    uint64_t opened;    /* handshakes completed */
-    uint64_t closed_clean; /* close handshakes completed (1000 answered, then FIN) */
+    uint64_t msgs;           /* echoes received inside the measured window */
+    uint64_t bytes;          /* their payload bytes */
+    uint64_t all_msgs;       /* echoes received in the whole run */
+    uint64_t errors;         /* wrong echoes, protocol errors, dropped connections */
+    uint64_t opened;         /* handshakes completed */
+    uint64_t closed_clean;   /* close handshakes completed (1000 answered, then FIN) */
     uint64_t first_start_ns; /* the first connect began */
     uint64_t last_open_ns;   /* the last handshake completed */
-    struct bench_hist lat; /* echo round trips in the window */
-    struct bench_hist hs;  /* connect + handshake times */
+    struct bench_hist lat;   /* echo round trips in the window */
+    struct bench_hist hs;    /* connect + handshake times */
 };
 
 /*

@@ -99,8 +99,7 @@ bool bench_proc_cpu(long pid, double *seconds)
         return false;
     unsigned long utime, stime;
     /* Fields 3 to 13 are skipped; 14 and 15 are utime and stime in clock ticks. */
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) !=
-        2)
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
         return false;
     long hz = sysconf(_SC_CLK_TCK);
     *seconds = (double)(utime + stime) / (double)(hz > 0 ? hz : 100);
