@@ -56,6 +56,8 @@ static void kill(struct kz_conn *c)
     struct kz_server *s = c->srv;
     if (c->state == KZ_CONN_DEAD)
         return;
+    if (s->corked == c)
+        s->cork_len = 0; /* nothing more goes to this peer */
     kz_io_stop(s->loop, &c->io);
     close(c->io.fd);
     c->io.fd = -1;
@@ -548,11 +550,15 @@ void kz__conn_on_io(struct kz_loop *loop, struct kz_io *io, unsigned events)
         return;
     switch (c->state) {
     case KZ_CONN_HANDSHAKE:
+        kz__conn_cork(c);
         read_handshake(c);
+        kz__conn_uncork(c);
         break;
     case KZ_CONN_OPEN:
     case KZ_CONN_CLOSING:
+        kz__conn_cork(c);
         read_frames(c);
+        kz__conn_uncork(c);
         break;
     case KZ_CONN_LINGER:
         read_discard(c);

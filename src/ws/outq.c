@@ -141,10 +141,60 @@ static ssize_t write_now(struct kz_conn *c, const uint8_t *hdr, size_t hlen, con
     }
 }
 
+static ssize_t write_now(struct kz_conn *c, const uint8_t *hdr, size_t hlen,
+                         const uint8_t *payload, size_t plen);
+
+void kz__conn_cork(struct kz_conn *c)
+{
+    c->srv->corked = c;
+    c->srv->cork_len = 0;
+}
+
+/* Sends what the connection corked; the kernel's leftovers join its queue. */
+void kz__conn_uncork(struct kz_conn *c)
+{
+    struct kz_server *s = c->srv;
+    size_t len = s->cork_len;
+    s->corked = NULL;
+    s->cork_len = 0;
+    if (len == 0 || c->state == KZ_CONN_DEAD)
+        return;
+    c->buffered -= len;
+    ssize_t n = write_now(c, s->cork, len, NULL, 0);
+    if (n < 0) {
+        kz__conn_abort(c, KZ_CLOSE_ABNORMAL, "write failed");
+        return;
+    }
+    if ((size_t)n == len)
+        return;
+    if (queue_copy(c, s->cork + n, len - (size_t)n) != KZ_OK) {
+        kz__conn_abort(c, KZ_CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    c->flags |= KZ_CF_DRAIN;
+    kz_io_set_events(s->loop, &c->io, c->io.events | KZ_IO_WRITE);
+}
+
 int kz__conn_queue(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
                    size_t plen)
 {
+    struct kz_server *s = c->srv;
     size_t total = hlen + plen;
+    if (s->corked == c && !c->out_head) {
+        if (s->cork_len + total <= KZ_CORK_SIZE) {
+            memcpy(s->cork + s->cork_len, hdr, hlen);
+            if (plen)
+                memcpy(s->cork + s->cork_len + hlen, payload, plen);
+            s->cork_len += total;
+            c->buffered += total;
+            return KZ_OK;
+        }
+        /* Too big for the cork: what is corked goes first, then this. */
+        kz__conn_uncork(c);
+        s->corked = c;
+        if (c->state == KZ_CONN_DEAD)
+            return KZ_ERR_CLOSED;
+    }
     if (!c->out_head && total >= KZ_DIRECT_WRITE_MIN) {
         ssize_t n = write_now(c, hdr, hlen, payload, plen);
         if (n < 0) {
@@ -253,6 +303,13 @@ int kz_conn_send_msg(struct kz_conn *c, struct kz_msg *m)
     int rc = admit(c, m->len);
     if (rc != KZ_OK)
         return rc;
+    if (c->srv->corked == c && c->srv->cork_len) {
+        /* The corked bytes go before the shared frame, which is queued by reference. */
+        kz__conn_uncork(c);
+        c->srv->corked = c;
+        if (c->state == KZ_CONN_DEAD)
+            return KZ_ERR_CLOSED;
+    }
     struct kz_chunk *node = node_get(c->srv);
     if (!node)
         return KZ_ERR_NOMEM;

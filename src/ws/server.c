@@ -162,7 +162,10 @@ struct kz_server *kz_server_new(struct kz_loop *loop, const struct kz_server_con
     if (s->cfg.max_frame_size == 0 || s->cfg.max_frame_size > s->cfg.max_message_size)
         s->cfg.max_frame_size = s->cfg.max_message_size;
     s->rbuf = kz__alloc(s, KZ_READ_BUF_SIZE);
-    if (!s->rbuf) {
+    s->cork = kz__alloc(s, KZ_CORK_SIZE);
+    if (!s->rbuf || !s->cork) {
+        kz__free(s, s->rbuf);
+        kz__free(s, s->cork);
         a.free(s, a.ud);
         return NULL;
     }
@@ -222,6 +225,7 @@ void kz_server_free(struct kz_server *s)
     kz_defer_cancel(s->loop, &s->defer);
     kz__server_pool_free(s);
     kz__free(s, s->rbuf);
+    kz__free(s, s->cork);
     s->alloc.free(s, s->alloc.ud);
 }
 

@@ -20,6 +20,12 @@
 #define KZ_READ_BUF_SIZE (256u * 1024u)
 /* Input kept between reads outside a handshake: a partial header or control frame. */
 #define KZ_KEPT_MAX (KZ_FRAME_HEADER_MAX + KZ_CONTROL_PAYLOAD_MAX)
+/*
+ * Replies a connection makes while its input is being processed are corked
+ * in one buffer the whole server shares, and leave in one send when the
+ * processing ends: an echo costs no queue chunk and one syscall per read.
+ */
+#define KZ_CORK_SIZE (64u * 1024u)
 /* iovecs gathered per writev. */
 #define KZ_IOV_MAX 64
 
@@ -104,6 +110,9 @@ struct kz_server {
     size_t conn_count;
     size_t open_count;
     uint8_t *rbuf; /* KZ_READ_BUF_SIZE */
+    uint8_t *cork; /* KZ_CORK_SIZE */
+    size_t cork_len;
+    struct kz_conn *corked; /* whose input is being processed, or NULL */
     bool shutting_down;
 };
 
@@ -112,6 +121,8 @@ int kz__conn_queue(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uin
                    size_t plen);
 int kz__conn_queue_frame(struct kz_conn *c, unsigned opcode, const uint8_t *payload, size_t len);
 void kz__conn_want_flush(struct kz_conn *c);
+void kz__conn_cork(struct kz_conn *c);
+void kz__conn_uncork(struct kz_conn *c);
 void kz__conn_flush(struct kz_conn *c);
 void kz__conn_drop_output(struct kz_conn *c);
 void kz__server_pool_free(struct kz_server *s);
