@@ -147,7 +147,7 @@ enum kz_parse_mode {
 struct kz_parser_config {
     enum kz_role role;         /* our role: a server requires masked frames */
     enum kz_parse_mode mode;
-    uint64_t max_frame_size;   /* largest payload of one frame; 0 = no limit */
+    uint64_t max_frame_size;   /* largest payload of one data frame; 0 = no limit */
     uint64_t max_message_size; /* largest message (sum of its frames); 0 = no limit */
     /*
      * RSV bits that a negotiated extension claimed (KZ_RSV1 for
