@@ -45,8 +45,11 @@ KZ_EXPORT int kz_tcp_listen(const char *host, uint16_t port, int backlog, bool r
                             uint16_t *bound_port);
 
 /*
- * Accepts one pending connection with accept4 and sets TCP_NODELAY on it
- * (a WebSocket writes whole frames; Nagle would only delay them). `peer`
+ * Accepts one pending connection with accept4. It has TCP_NODELAY (a
+ * WebSocket writes whole frames; Nagle would only delay them) when the
+ * listener came from kz_tcp_listen, which sets it on the listening socket:
+ * Linux copies it to every accepted socket, which saves a system call per
+ * connection. On another listener, set it yourself. `peer`
  * (may be NULL) receives the peer's address, and `len` (may be NULL) its
  * length. Returns the new descriptor (non-blocking, close-on-exec),
  * KZ_ERR_PARTIAL when no connection is pending (call again on the next

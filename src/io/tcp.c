@@ -73,7 +73,9 @@ static int open_listener(const struct sockaddr_storage *addr, socklen_t len, int
     int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return KZ_ERR_SYSTEM;
+    /* TCP_NODELAY on the listener: Linux copies it to every accepted socket. */
     if (set_flag(fd, SOL_SOCKET, SO_REUSEADDR, 1) != 0 ||
+        set_flag(fd, IPPROTO_TCP, TCP_NODELAY, 1) != 0 ||
         (reuseport && set_flag(fd, SOL_SOCKET, SO_REUSEPORT, 1) != 0) ||
         (addr->ss_family == AF_INET6 && set_flag(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only) != 0) ||
         bind(fd, (const struct sockaddr *)addr, len) != 0 ||
@@ -151,10 +153,6 @@ int kz_tcp_accept(int listen_fd, struct sockaddr_storage *peer, socklen_t *len)
     } while (fd < 0 && (errno == EINTR || errno == ECONNABORTED));
     if (fd < 0)
         return (errno == EAGAIN || errno == EWOULDBLOCK) ? KZ_ERR_PARTIAL : KZ_ERR_SYSTEM;
-    if (set_flag(fd, IPPROTO_TCP, TCP_NODELAY, 1) != 0) {
-        close_keep_errno(fd);
-        return KZ_ERR_SYSTEM;
-    }
     if (len)
         *len = slen;
     return fd;
