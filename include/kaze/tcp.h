@@ -37,6 +37,7 @@ KZ_EXPORT int kz_tcp_addr(const char *host, uint16_t port, struct sockaddr_stora
  * that several listeners (one per loop thread) share the port and the
  * kernel spreads connections across them (to share a port the kernel
  * picks, pass 0 to the first call and the port it reports to the others).
+ * TCP_NODELAY is set as well, for the accepted sockets to inherit.
  * `backlog` <= 0 means SOMAXCONN.
  * Returns the descriptor (non-blocking, close-on-exec), KZ_ERR_INVALID_ARGUMENT
  * (not a literal) or KZ_ERR_SYSTEM (errno says why, e.g. EADDRINUSE).
