@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+"""Run Kaze's conformance suite against `kaze echo`.
+
+    run.py --kaze build/me/apps/kaze            every case
+    run.py --kaze build/me/apps/kaze 6.4 7.9    cases whose id starts with 6.4 or 7.9
+    run.py --kaze ... -v                        also a line per passing case
+    run.py --list                               list the cases
+
+Starts `kaze echo --port 0 --threads 1 --quiet` (plus options per profile, see
+PROFILES) on a free port, runs the cases one connection each, prints one line per
+failing case, then exactly "N passed, N failed"; exits 1 if any failed. Every
+server it started is stopped on the way out, also on errors and signals, and dies
+with this process if this process is killed (PR_SET_PDEATHSIG).
+"""
+
+import argparse
+import ctypes
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cases  # noqa: E402
+
+HOST = "127.0.0.1"
+PROFILES = {
+    "default": [],
+    "subproto": ["--subprotocol", "chat", "--subprotocol", "superchat"],
+    "small": ["--max-message", "1024"],
+}
+START_TIMEOUT = 10.0
+# Stop starting new cases after this long, so that even against a server that makes
+# every case wait out its timeouts the summary comes out before ctest's TIMEOUT (300 s;
+# the longest case can take about 70 s). Cases not run count as failed.
+DEFAULT_BUDGET = 200.0
+
+
+def _die_with_parent():
+    """In the child: get SIGKILL when the parent dies, so no server is ever left behind."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Server:
+    def __init__(self, kaze, profile):
+        self.kaze, self.profile = kaze, profile
+        self.proc = None
+        self.port = None
+        self.stderr = None
+
+    def start(self):
+        args = [self.kaze, "echo", "--port", "0", "--threads", "1", "--quiet"] + PROFILES[self.profile]
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, preexec_fn=_die_with_parent)
+        line = b""
+        deadline = time.monotonic() + START_TIMEOUT
+        fd = self.proc.stdout.fileno()
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError("kaze echo (%s) printed no port within %.0f s" % (self.profile, START_TIMEOUT))
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                b = os.read(fd, 1)
+                if not b:
+                    raise RuntimeError("kaze echo (%s) exited before printing its port: %s"
+                                       % (self.profile, self.stderr_tail()))
+                line += b
+        self.port = int(line.strip())
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stderr_tail(self, n=600):
+        if self.stderr is None:
+            return ""
+        try:
+            self.stderr.seek(0)
+            data = self.stderr.read()
+        except (OSError, ValueError):
+            return ""
+        return data[-n:].decode("utf-8", "replace").strip()
+
+    def stop(self):
+        p, self.proc = self.proc, None
+        if p is None:
+            return
+        if p.poll() is None:
+            p.terminate()  # SIGTERM: graceful shutdown
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+        if p.stdout:
+            p.stdout.close()
+        if self.stderr is not None:
+            self.stderr.close()
+            self.stderr = None
+
+
+class Servers:
+    """One kaze echo per profile, started on first use, restarted if it died."""
+
+    def __init__(self, kaze):
+        self.kaze = kaze
+        self.running = {}
+
+    def get(self, profile):
+        s = self.running.get(profile)
+        if s is None or not s.alive():
+            s = Server(self.kaze, profile).start()
+            self.running[profile] = s
+        return s
+
+    def stop_all(self):
+        for s in self.running.values():
+            try:
+                s.stop()
+            except Exception:  # keep stopping the others
+                traceback.print_exc()
+        self.running = {}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kaze", help="path to the kaze program")
+    ap.add_argument("-v", "--verbose", action="count", default=0,
+                    help="print passing cases too, with times; twice: what each case saw")
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
+                    help="seconds after which no new case starts (default %(default)s)")
+    ap.add_argument("prefixes", nargs="*", help="run only cases whose id starts with one of these")
+    opts = ap.parse_args()
+
+    def selected(c):
+        return not opts.prefixes or any(c.id == p or c.id.startswith(p.rstrip(".") + ".")
+                                        for p in opts.prefixes)
+
+    todo = [c for c in cases.CASES if selected(c)]
+    if opts.list:
+        for c in todo:
+            print("%-8s %-9s %s" % (c.id, c.profile, c.desc))
+        return 0
+    if not opts.kaze:
+        ap.error("--kaze is required")
+    if not todo:
+        print("no case matches %s" % " ".join(opts.prefixes), file=sys.stderr)
+        print("0 passed, 0 failed")
+        return 1
+
+    # SIGTERM (ctest, CI) takes the same way out as Ctrl-C, through the finally below.
+    def on_term(signo, frame):
+        raise KeyboardInterrupt()
+    signal.signal(signal.SIGTERM, on_term)
+    servers = Servers(os.path.abspath(opts.kaze))
+    passed = failed = 0
+    t0 = time.monotonic()
+    try:
+        for c in todo:
+            if time.monotonic() - t0 > opts.budget:
+                print("%s: not run: the suite's time budget of %.0f s is used up" % (c.id, opts.budget))
+                failed += 1
+                continue
+            t = time.monotonic()
+            try:
+                srv = servers.get(c.profile)
+                problems = cases.run_case(c, HOST, srv.port)
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # a bug in a case must not stop the suite
+                problems = ["error in the suite: %r\n%s" % (e, traceback.format_exc())]
+                srv = servers.running.get(c.profile)
+            if problems and srv is not None and srv.alive():
+                # A server that crashed may still be exiting when its sockets close;
+                # give it a moment so the crash is blamed on this case, not the next.
+                try:
+                    srv.proc.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    pass
+            if srv is not None and not srv.alive():
+                code = srv.proc.returncode if srv.proc else None
+                problems.append("kaze echo (%s) exited with status %s during the case: %s"
+                                % (c.profile, code, srv.stderr_tail()))
+            dt = time.monotonic() - t
+            if problems:
+                failed += 1
+                print("%s: %s -- %s" % (c.id, c.desc, "; ".join(problems)))
+            else:
+                passed += 1
+                if opts.verbose:
+                    print("%s: ok (%.2f s) %s" % (c.id, dt, c.desc))
+            if opts.verbose > 1 and c.info:
+                print("    saw: %s" % c.info)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        failed += len(todo) - passed - failed
+    finally:
+        servers.stop_all()
+    if opts.verbose:
+        print("total %.1f s" % (time.monotonic() - t0))
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,560 @@
+"""A small raw-socket WebSocket client for Kaze's conformance suite.
+
+Python 3 standard library only. It is deliberately low-level: it builds frames
+with any opcode, RSV bits, FIN, mask and length encoding; it sends bytes in
+arbitrary pieces with optional delays; it parses what the server sends and
+checks every server frame against RFC 6455 (never masked, no RSV bits, control
+frames unfragmented and at most 125 bytes, minimal length encoding, valid
+UTF-8 in text messages and close reasons); and it records how the connection
+ended: the close frame's code and reason, and whether TCP then ended with an
+orderly FIN, with a reset, or not at all.
+
+The socket is non-blocking; every wait takes a deadline, so nothing here can
+block forever.
+"""
+
+import base64
+import hashlib
+import os
+import select
+import socket
+import struct
+import time
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+OPCODE_NAMES = {CONT: "cont", TEXT: "text", BINARY: "binary", CLOSE: "close", PING: "ping", PONG: "pong"}
+
+
+class HandshakeError(Exception):
+    """The server did not answer the opening handshake with a valid 101."""
+
+
+class Timeout(Exception):
+    """A deadline passed while waiting."""
+
+
+def accept_value(key):
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 section 4.2.2, item 5.4)."""
+    if isinstance(key, str):
+        key = key.encode("ascii")
+    return base64.b64encode(hashlib.sha1(key + GUID).digest()).decode("ascii")
+
+
+def new_key():
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+def mask_bytes(key, data):
+    """XOR data with the 4-byte key, repeated (RFC 6455 section 5.3). Fast for 16 MiB."""
+    n = len(data)
+    if n == 0:
+        return b""
+    pad = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(pad, "little")).to_bytes(n, "little")
+
+
+def build_frame(opcode, payload=b"", fin=True, rsv=0, mask=True, mask_key=None, length=None, len_bytes=None):
+    """Encode one frame.
+
+    opcode     any value 0..15 (reserved ones too)
+    rsv        the three RSV bits as an integer 0..7 (RSV1 is 4, RSV2 is 2, RSV3 is 1)
+    mask       False sends an unmasked frame (a protocol violation from a client)
+    mask_key   4 bytes; random when None
+    length     the length to put in the header when it should differ from len(payload)
+    len_bytes  force the length encoding: 0 (7-bit), 2 (16-bit) or 8 (64-bit);
+               minimal when None
+    """
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0xF)
+    mbit = 0x80 if mask else 0
+    if len_bytes is None:
+        len_bytes = 0 if n <= 125 else (2 if n <= 0xFFFF else 8)
+    if len_bytes == 0:
+        hdr = struct.pack("!BB", b0, mbit | n)
+    elif len_bytes == 2:
+        hdr = struct.pack("!BBH", b0, mbit | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, mbit | 127, n)
+    if not mask:
+        return hdr + payload
+    key = os.urandom(4) if mask_key is None else mask_key
+    return hdr + key + mask_bytes(key, payload)
+
+
+def close_payload(code=None, reason=b""):
+    if code is None:
+        return b""
+    if isinstance(reason, str):
+        reason = reason.encode("utf-8")
+    return struct.pack("!H", code) + reason
+
+
+def valid_utf8(data):
+    """Python's strict UTF-8 codec rejects overlongs, surrogates and > U+10FFFF (RFC 3629)."""
+    try:
+        bytes(data).decode("utf-8", "strict")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def valid_close_code_from_server(code):
+    """Codes a peer may put in a Close frame (RFC 6455 section 7.4)."""
+    if code in (1004, 1005, 1006, 1015):
+        return False
+    return 1000 <= code <= 1014 or 3000 <= code <= 4999
+
+
+class Frame:
+    __slots__ = ("fin", "rsv", "opcode", "masked", "payload")
+
+    def __init__(self, fin, rsv, opcode, masked, payload):
+        self.fin, self.rsv, self.opcode, self.masked, self.payload = fin, rsv, opcode, masked, payload
+
+    def __repr__(self):
+        name = OPCODE_NAMES.get(self.opcode, "op%d" % self.opcode)
+        return "Frame(%s fin=%d rsv=%d len=%d)" % (name, self.fin, self.rsv, len(self.payload))
+
+
+def short(data, limit=24):
+    """A printable, bounded rendering of a payload for reports."""
+    data = bytes(data)
+    if len(data) > limit:
+        return "%r...(%d bytes)" % (data[:limit], len(data))
+    return repr(data)
+
+
+class Conn:
+    """One client connection.
+
+    Events the server produced are appended to .events in arrival order:
+      ("message", "text"|"binary", payload)   a complete (reassembled) data message
+      ("pong", payload)
+      ("ping", payload)    a server-initiated ping (answered automatically)
+    The close frame is not an event: it is kept in .close_code / .close_reason.
+    Problems with what the server sent go to .violations.
+    """
+
+    def __init__(self, host, port, timeout=10.0):
+        self.host, self.port = host, port
+        self.timeout = timeout
+        self.sock = None
+        self.rx = bytearray()
+        self.events = []
+        self.frames = []            # every frame received, for diagnosis
+        self.violations = []
+        self.close_received = False
+        self.close_code = None
+        self.close_reason = b""
+        self.close_sent = False
+        self.close_initiator = None  # who sent the first close frame: "client" or "server"
+        self.tcp_end = None         # None while open, then "eof" or "reset"
+        self.tcp_end_time = None
+        self.close_time = None
+        self.send_error = None      # the first error a send hit (the server had gone)
+        self.sent_bytes = 0
+        self.resp_status = None
+        self.resp_headers = {}
+        self.resp_raw = b""
+        self._frag_op = None
+        self._frag = bytearray()
+        self._sending = 0           # >0 while a send_raw is under way
+        self._aborted_mid_frame = False
+        self._pending = []          # pongs and the close reply, sent between our frames
+        self._broken = False        # an unparseable frame header: stop parsing
+
+    # ------------------------------------------------------------ connection
+
+    def connect(self):
+        s = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        self.sock = s
+        return self
+
+    def close_socket(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close_socket()
+
+    # ------------------------------------------------------------- handshake
+
+    def request(self, path="/", key=None, protocols=None, extra_headers=(), method="GET",
+                version="13", omit=(), host_header=None):
+        """Build an opening handshake request. omit names headers to leave out."""
+        key = new_key() if key is None else key
+        hdrs = [
+            ("Host", host_header or "%s:%d" % (self.host, self.port)),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", key),
+            ("Sec-WebSocket-Version", version),
+        ]
+        if protocols:
+            hdrs.append(("Sec-WebSocket-Protocol", protocols))
+        lines = ["%s %s HTTP/1.1" % (method, path)]
+        for k, v in hdrs:
+            if k.lower() not in {o.lower() for o in omit}:
+                lines.append("%s: %s" % (k, v))
+        for k, v in extra_headers:
+            lines.append("%s: %s" % (k, v))
+        return key, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def read_http_response(self, deadline):
+        """Read a response head (and a Content-Length body). Leaves later bytes in rx."""
+        while b"\r\n\r\n" not in self.rx:
+            if not self._fill(deadline):
+                raise HandshakeError("connection ended before a complete HTTP response (got %s)"
+                                     % short(self.rx, 200))
+        end = self.rx.index(b"\r\n\r\n") + 4
+        head = bytes(self.rx[:end])
+        del self.rx[:end]
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise HandshakeError("bad status line %r" % lines[0])
+        status = int(parts[1])
+        headers = {}
+        for ln in lines[1:]:
+            if not ln:
+                continue
+            if ":" not in ln:
+                raise HandshakeError("bad header line %r" % ln)
+            k, v = ln.split(":", 1)
+            k = k.strip().lower()
+            headers[k] = (headers[k] + ", " + v.strip()) if k in headers else v.strip()
+        body = b""
+        if status != 101 and "content-length" in headers:
+            n = int(headers["content-length"])
+            while len(self.rx) < n:
+                if not self._fill(deadline):
+                    break
+            body = bytes(self.rx[:n])
+            del self.rx[:n]
+        self.resp_status, self.resp_headers, self.resp_raw = status, headers, head + body
+        return status, headers, body
+
+    def handshake(self, path="/", protocols=None, extra_headers=()):
+        """Do a valid opening handshake and check the 101 (RFC 6455 section 4.2.2)."""
+        key, req = self.request(path=path, protocols=protocols, extra_headers=extra_headers)
+        deadline = time.monotonic() + self.timeout
+        self.send_raw(req)
+        status, h, _ = self.read_http_response(deadline)
+        if status != 101:
+            raise HandshakeError("expected 101, got %d: %s" % (status, short(self.resp_raw, 200)))
+        if h.get("upgrade", "").lower() != "websocket":
+            raise HandshakeError("Upgrade header is %r" % h.get("upgrade"))
+        if "upgrade" not in [t.strip().lower() for t in h.get("connection", "").split(",")]:
+            raise HandshakeError("Connection header is %r" % h.get("connection"))
+        if h.get("sec-websocket-accept") != accept_value(key):
+            raise HandshakeError("Sec-WebSocket-Accept is %r, expected %r"
+                                 % (h.get("sec-websocket-accept"), accept_value(key)))
+        # We offered no extension, so the server must not select one (section 9.1).
+        if "sec-websocket-extensions" in h:
+            raise HandshakeError("server selected an extension we did not offer: %r"
+                                 % h["sec-websocket-extensions"])
+        if "sec-websocket-protocol" in h:
+            offered = [p.strip() for p in (protocols or "").split(",") if p.strip()]
+            if h["sec-websocket-protocol"] not in offered:
+                raise HandshakeError("server selected subprotocol %r, offered %r"
+                                     % (h["sec-websocket-protocol"], offered))
+        self._parse()  # frames may have come in right behind the 101
+        return h
+
+    # --------------------------------------------------------------- sending
+
+    def send_raw(self, data, chop=None, delay=0.0, stop_on_close=True):
+        """Send bytes, optionally in pieces of `chop` bytes with `delay` seconds between them.
+
+        Reads whatever the server sends meanwhile, so large writes cannot
+        deadlock. Once the server's close frame has arrived (or TCP ended) the
+        rest is not sent when stop_on_close is true; returns the bytes sent.
+        """
+        data = memoryview(bytes(data))
+        pieces = [data] if not chop else [data[i:i + chop] for i in range(0, len(data), chop)]
+        sent = 0
+        self._sending += 1
+        try:
+            for i, piece in enumerate(pieces):
+                if i and delay:
+                    self._sleep_reading(delay)
+                if stop_on_close and (self.close_received or self.tcp_end):
+                    break
+                if not self._send_all(piece):
+                    break
+                sent += len(piece)
+        finally:
+            self._sending -= 1
+        if 0 < sent < len(data):
+            # We stopped inside our own frame: anything more we sent would be read as
+            # the rest of it, so no close reply follows (the server has failed the
+            # connection and must not process more data anyway, RFC 6455 7.1.7).
+            self._aborted_mid_frame = True
+        self.sent_bytes += sent
+        self._flush_pending()
+        return sent
+
+    def _reply(self, frame):
+        self._pending.append(frame)
+        if not self._sending:
+            self._flush_pending()
+
+    def _flush_pending(self):
+        while self._pending and not self._sending:
+            frame = self._pending.pop(0)
+            if self._aborted_mid_frame or self.send_error or self.sock is None:
+                continue
+            self._sending += 1
+            try:
+                self._send_all(memoryview(frame))
+            finally:
+                self._sending -= 1
+
+    def _send_all(self, piece):
+        deadline = time.monotonic() + self.timeout
+        off = 0
+        while off < len(piece):
+            if self.sock is None or self.send_error:
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout("send stalled for %.0f s" % self.timeout)
+            r, w, _ = select.select([self.sock] if self.tcp_end is None else [], [self.sock], [], left)
+            if r:
+                self._read_once()
+            if w:
+                try:
+                    off += self.sock.send(piece[off:off + (1 << 20)])
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError as e:  # EPIPE, ECONNRESET: the server has gone
+                    self.send_error = e
+                    return False
+        return True
+
+    def send_frame(self, opcode, payload=b"", chop=None, delay=0.0, **kw):
+        frame = build_frame(opcode, payload, **kw)
+        if opcode == CLOSE:
+            self.close_sent = True
+        return self.send_raw(frame, chop=chop, delay=delay)
+
+    def send_close(self, code=None, reason=b""):
+        return self.send_frame(CLOSE, close_payload(code, reason))
+
+    # ------------------------------------------------------------- receiving
+
+    def _fill(self, deadline):
+        """Wait for and read one batch of bytes. False once TCP has ended."""
+        while self.tcp_end is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout("no data within the deadline")
+            r, _, _ = select.select([self.sock], [], [], left)
+            if r:
+                return self._read_once()
+        return False
+
+    def _read_once(self):
+        try:
+            data = self.sock.recv(1 << 18)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except ConnectionResetError:
+            self._ended("reset")
+            return False
+        except OSError:
+            self._ended("reset")
+            return False
+        if not data:
+            self._ended("eof")
+            return False
+        if self.close_received:
+            self.violations.append("%d bytes after the close frame" % len(data))
+        self.rx += data
+        if self.resp_status == 101:
+            self._parse()
+        return True
+
+    def _ended(self, how):
+        if self.tcp_end is None:
+            self.tcp_end = how
+            self.tcp_end_time = time.monotonic()
+
+    def _sleep_reading(self, seconds):
+        """Sleep, reading (but not replying) meanwhile."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if self.tcp_end is not None:
+                time.sleep(left)
+                break
+            r, _, _ = select.select([self.sock], [], [], left)
+            if r:
+                self._read_once()
+
+    def pump(self, seconds):
+        """Read and process everything that arrives for `seconds`."""
+        self._sleep_reading(seconds)
+        self._flush_pending()
+
+    def wait(self, predicate, seconds):
+        """Read until predicate() is true, TCP ends, or `seconds` pass. Returns predicate()."""
+        deadline = time.monotonic() + seconds
+        while not predicate() and self.tcp_end is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            r, _, _ = select.select([self.sock], [], [], left)
+            if r:
+                self._read_once()
+                self._flush_pending()
+        return predicate()
+
+    def wait_tcp_end(self, seconds):
+        return self.wait(lambda: self.tcp_end is not None, seconds)
+
+    def _parse(self):
+        while not self._broken:
+            f = self._parse_one()
+            if f is None:
+                return
+            self.frames.append(f)
+            self._on_frame(f)
+
+    def _parse_one(self):
+        buf = self.rx
+        if len(buf) < 2:
+            return None
+        b0, b1 = buf[0], buf[1]
+        masked = bool(b1 & 0x80)
+        n = b1 & 0x7F
+        pos = 2
+        if n == 126:
+            if len(buf) < 4:
+                return None
+            n = struct.unpack_from("!H", buf, 2)[0]
+            pos = 4
+            if n < 126:
+                self.violations.append("non-minimal 16-bit length %d (RFC 6455 5.2)" % n)
+        elif n == 127:
+            if len(buf) < 10:
+                return None
+            n = struct.unpack_from("!Q", buf, 2)[0]
+            pos = 10
+            if n >> 63:
+                self.violations.append("64-bit length with the top bit set (RFC 6455 5.2)")
+                self._broken = True
+                return None
+            if n <= 0xFFFF:
+                self.violations.append("non-minimal 64-bit length %d (RFC 6455 5.2)" % n)
+        key = None
+        if masked:
+            if len(buf) < pos + 4:
+                return None
+            key = bytes(buf[pos:pos + 4])
+            pos += 4
+        if len(buf) < pos + n:
+            return None
+        payload = bytes(buf[pos:pos + n])
+        del buf[:pos + n]
+        if masked:
+            payload = mask_bytes(key, payload)
+        return Frame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0xF, masked, payload)
+
+    def _on_frame(self, f):
+        v = self.violations
+        if self.close_received:
+            v.append("frame %r after the close frame (RFC 6455 5.5.1)" % f)
+            return
+        # RFC 6455 5.1: a server MUST NOT mask any frames it sends.
+        if f.masked:
+            v.append("server sent a masked frame %r (RFC 6455 5.1)" % f)
+        # RFC 6455 5.2: RSV MUST be 0 unless an extension defines it; none was negotiated.
+        if f.rsv:
+            v.append("server set RSV bits %d in %r (RFC 6455 5.2)" % (f.rsv, f))
+        if f.opcode >= 8:
+            # RFC 6455 5.5: control frames have at most 125 bytes and MUST NOT be fragmented.
+            if not f.fin:
+                v.append("fragmented control frame %r (RFC 6455 5.5)" % f)
+            if len(f.payload) > 125:
+                v.append("control frame with %d bytes (RFC 6455 5.5)" % len(f.payload))
+            if f.opcode == CLOSE:
+                self._on_close(f)
+            elif f.opcode == PING:
+                self.events.append(("ping", f.payload))
+                self._reply(build_frame(PONG, f.payload))
+            elif f.opcode == PONG:
+                self.events.append(("pong", f.payload))
+            else:
+                v.append("reserved control opcode %d (RFC 6455 5.2)" % f.opcode)
+            return
+        if f.opcode in (TEXT, BINARY):
+            if self._frag_op is not None:
+                v.append("new data frame %r inside a fragmented message (RFC 6455 5.4)" % f)
+            self._frag_op = f.opcode
+            self._frag = bytearray(f.payload)
+        elif f.opcode == CONT:
+            if self._frag_op is None:
+                v.append("continuation frame with no message to continue (RFC 6455 5.4)")
+                return
+            self._frag += f.payload
+        else:
+            v.append("reserved data opcode %d (RFC 6455 5.2)" % f.opcode)
+            return
+        if f.fin:
+            kind = "text" if self._frag_op == TEXT else "binary"
+            payload = bytes(self._frag)
+            if kind == "text" and not valid_utf8(payload):
+                v.append("text message that is not valid UTF-8: %s (RFC 6455 5.6)" % short(payload))
+            self.events.append(("message", kind, payload))
+            self._frag_op = None
+            self._frag = bytearray()
+
+    def _on_close(self, f):
+        self.close_received = True
+        self.close_initiator = "client" if self.close_sent else "server"
+        self.close_time = time.monotonic()
+        p = f.payload
+        if len(p) == 1:
+            self.violations.append("close frame with a 1-byte body (RFC 6455 5.5.1)")
+        elif len(p) >= 2:
+            self.close_code = struct.unpack("!H", p[:2])[0]
+            self.close_reason = p[2:]
+            if not valid_close_code_from_server(self.close_code):
+                self.violations.append("server sent close code %d, which must not be sent "
+                                       "(RFC 6455 7.4)" % self.close_code)
+            if not valid_utf8(self.close_reason):
+                self.violations.append("close reason is not valid UTF-8: %s (RFC 6455 5.5.1)"
+                                       % short(self.close_reason))
+        # RFC 6455 5.5.1: an endpoint that receives a Close and has not sent one MUST
+        # send a Close in response; we echo the code as the RFC suggests.
+        if not self.close_sent:
+            self.close_sent = True
+            self._reply(build_frame(CLOSE, close_payload(self.close_code)))
+
+    # ------------------------------------------------------------ reporting
+
+    def describe_end(self):
+        if self.close_received:
+            s = "close %s" % ("(no code)" if self.close_code is None else self.close_code)
+            if self.close_reason:
+                s += " reason %s" % short(self.close_reason)
+        else:
+            s = "no close frame"
+        s += ", TCP " + {None: "still open", "eof": "closed (FIN)", "reset": "reset (RST)"}[self.tcp_end]
+        return s
