@@ -190,6 +190,7 @@ struct kz_event {
     bool fin;             /* DATA: the last piece of the message */
     uint8_t *data;        /* payload, unmasked (pings, pongs and close: the whole payload) */
     size_t len;
+    uint64_t remaining;   /* DATA: payload bytes of this frame still to come after this piece */
     uint16_t close_code;  /* CLOSE: the code, 1005 if the frame had none */
     struct kz_str close_reason; /* CLOSE: the reason, UTF-8, possibly empty */
 };

@@ -265,6 +265,7 @@ static ptrdiff_t data_event(struct kz_parser *p, struct kz_event *ev, uint8_t *d
         .fin = fin,
         .data = data,
         .len = len,
+        .remaining = p->remaining,
     };
     p->st &= (uint8_t)~KZP_ST_FIRST;
     if (fin)

@@ -251,21 +251,69 @@ static void on_timer(struct kz_loop *loop, struct kz_timer *t)
  * Frames in
  */
 
-static int gather(struct kz_conn *c, const uint8_t *data, size_t len)
+/* Takes the smallest cached buffer that holds `need` bytes, else the largest one. */
+static void msg_from_cache(struct kz_conn *c, size_t need)
+{
+    struct kz_server *s = c->srv;
+    if (s->msg_cache_len == 0)
+        return;
+    unsigned best = 0;
+    for (unsigned i = 1; i < s->msg_cache_len; i++) {
+        bool fits = s->msg_cache_cap[i] >= need;
+        bool best_fits = s->msg_cache_cap[best] >= need;
+        if ((fits && (!best_fits || s->msg_cache_cap[i] < s->msg_cache_cap[best])) ||
+            (!fits && !best_fits && s->msg_cache_cap[i] > s->msg_cache_cap[best]))
+            best = i;
+    }
+    c->msg = s->msg_cache[best];
+    c->msg_cap = s->msg_cache_cap[best];
+    s->msg_cache_len--;
+    s->msg_cache[best] = s->msg_cache[s->msg_cache_len];
+    s->msg_cache_cap[best] = s->msg_cache_cap[s->msg_cache_len];
+}
+
+/* Gives a finished message's buffer back to the cache, or frees it. */
+static void msg_release(struct kz_conn *c)
+{
+    struct kz_server *s = c->srv;
+    if (c->msg && c->msg_cap <= KZ_MSG_CACHE_MAX && s->msg_cache_len < KZ_MSG_CACHE_COUNT) {
+        s->msg_cache[s->msg_cache_len] = c->msg;
+        s->msg_cache_cap[s->msg_cache_len] = c->msg_cap;
+        s->msg_cache_len++;
+    } else {
+        kz__free(s, c->msg);
+    }
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+}
+
+/*
+ * Appends a piece of a message. The rest of the current frame is known
+ * (`more`), so the buffer grows once per frame to fit it, not by doubling
+ * through every size on the way; the parser has already checked the total
+ * against the message limit.
+ */
+static int gather(struct kz_conn *c, const uint8_t *data, size_t len, uint64_t more)
 {
     if (len == 0)
         return KZ_OK; /* an empty fragment is legal, and may come with no pointer */
+    if (!c->msg)
+        msg_from_cache(c, len + (size_t)more);
     if (c->msg_len + len > c->msg_cap) {
-        size_t cap = c->msg_cap ? c->msg_cap * 2 : 4096;
-        while (cap < c->msg_len + len)
-            cap *= 2;
+        size_t cap = c->msg_len + len + (size_t)more;
+        if (cap < 2 * c->msg_cap)
+            cap = 2 * c->msg_cap; /* a message of many small fragments still grows geometrically */
+        size_t limit = c->srv->cfg.max_message_size;
+        if (cap > limit && limit >= c->msg_len + len + (size_t)more)
+            cap = limit;
         uint8_t *p = kz__realloc(c->srv, c->msg, c->msg_len, cap);
         if (!p)
             return KZ_ERR_NOMEM;
         c->msg = p;
         c->msg_cap = cap;
     }
-    memcpy(c->msg + c->msg_len, data, len);
+    if (data != c->msg + c->msg_len) /* else it was read straight into place */
+        memcpy(c->msg + c->msg_len, data, len);
     c->msg_len += len;
     return KZ_OK;
 }
@@ -280,17 +328,15 @@ static void on_data(struct kz_conn *c, const struct kz_event *ev)
     }
     if (ev->first)
         c->msg_op = ev->opcode;
-    if (gather(c, ev->data, ev->len) != KZ_OK) {
+    if (gather(c, ev->data, ev->len, ev->remaining) != KZ_OK) {
         fail(c, KZ_CLOSE_INTERNAL_ERROR, "out of memory");
         return;
     }
     if (!ev->fin)
         return;
     c->srv->cb.on_message(c, (enum kz_opcode)c->msg_op, c->msg, c->msg_len);
-    /* A gathered message's buffer is not kept: an idle connection holds none. */
-    kz__free(c->srv, c->msg);
-    c->msg = NULL;
-    c->msg_len = c->msg_cap = 0;
+    /* The buffer goes back to the server: an idle connection holds none. */
+    msg_release(c);
 }
 
 static void on_peer_close(struct kz_conn *c, const struct kz_event *ev)
@@ -407,8 +453,40 @@ static void on_eof(struct kz_conn *c)
         kz__conn_abort(c, KZ_CLOSE_ABNORMAL, "connection dropped without a close frame");
 }
 
+/*
+ * The rest of a large frame is read straight into the message buffer it is
+ * gathered in (room for it was made when the frame began), and parsed there:
+ * one copy less than going through the read buffer. Only the frame's own
+ * bytes are read, so nothing of the next frame lands in the message.
+ */
+static bool read_into_message(struct kz_conn *c)
+{
+    uint64_t rest = c->parser.remaining;
+    if (c->kept_len || !c->msg || rest < KZ_DIRECT_READ_MIN || c->msg_cap - c->msg_len < rest)
+        return false;
+    uint8_t *dst = c->msg + c->msg_len;
+    ssize_t n;
+    do
+        n = read(c->io.fd, dst, (size_t)rest);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            on_eof(c);
+        return true;
+    }
+    if (n == 0) {
+        on_eof(c);
+        return true;
+    }
+    c->last_rx = kz_loop_now(c->srv->loop);
+    process(c, dst, (size_t)n);
+    return true;
+}
+
 static void read_frames(struct kz_conn *c)
 {
+    if (c->state == KZ_CONN_OPEN && read_into_message(c))
+        return;
     ssize_t total = fill(c);
     if (total < 0)
         return;
@@ -610,7 +688,7 @@ void kz__conn_free(struct kz_conn *c)
     s->conn_count--;
     kz_parser_deinit(&c->parser);
     kz__free(s, c->kept);
-    kz__free(s, c->msg);
+    msg_release(c);
     kz__free(s, c->close_reason);
     kz__free(s, c);
 }

@@ -224,6 +224,8 @@ void kz_server_free(struct kz_server *s)
     s->flush_list = s->dead_list = NULL;
     kz_defer_cancel(s->loop, &s->defer);
     kz__server_pool_free(s);
+    for (unsigned i = 0; i < s->msg_cache_len; i++)
+        kz__free(s, s->msg_cache[i]);
     kz__free(s, s->rbuf);
     kz__free(s, s->cork);
     s->alloc.free(s, s->alloc.ud);

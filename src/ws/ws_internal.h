@@ -14,6 +14,8 @@
 #define KZ_CHUNK_SIZE (16u * 1024u)
 /* A send at least this large, with nothing queued before it, is written at once. */
 #define KZ_DIRECT_WRITE_MIN (16u * 1024u)
+/* A frame with at least this much payload still to come is read straight into its message. */
+#define KZ_DIRECT_READ_MIN (8u * 1024u)
 /* Free chunks a server keeps for reuse; more are given back to the allocator. */
 #define KZ_CHUNK_POOL_MAX 64u
 /* The read buffer every connection of a server reads into, in turn. */
@@ -26,6 +28,13 @@
  * processing ends: an echo costs no queue chunk and one syscall per read.
  */
 #define KZ_CORK_SIZE (64u * 1024u)
+/*
+ * Message buffers of finished messages are kept for the next message that
+ * arrives in pieces, so that a stream of large messages does not allocate,
+ * fault in and free a buffer each time. Bounded in count and in size.
+ */
+#define KZ_MSG_CACHE_COUNT 8
+#define KZ_MSG_CACHE_MAX (1u << 20)
 /* iovecs gathered per writev. */
 #define KZ_IOV_MAX 64
 
@@ -113,6 +122,9 @@ struct kz_server {
     uint8_t *cork; /* KZ_CORK_SIZE */
     size_t cork_len;
     struct kz_conn *corked; /* whose input is being processed, or NULL */
+    uint8_t *msg_cache[KZ_MSG_CACHE_COUNT];
+    size_t msg_cache_cap[KZ_MSG_CACHE_COUNT];
+    unsigned msg_cache_len;
     bool shutting_down;
 };
 
