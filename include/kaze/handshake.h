@@ -177,12 +177,28 @@ KZ_EXPORT int kz_ext_param_value(const struct kz_ext_param *param, char *dst, si
  */
 KZ_EXPORT int kz_hs_accept_key(const char *key, size_t key_len, char out[KZ_HS_ACCEPT_LEN + 1]);
 
+/*
+ * SHA-1 fetched once from OpenSSL. OpenSSL 3 looks a digest up by name on
+ * every EVP_sha1() use, which costs more than hashing the 60 bytes of an
+ * accept key; a server that answers many handshakes fetches it once and
+ * passes it in struct kz_hs_accept. Immutable once made: a thread may share
+ * it with others. kz_sha1_new returns NULL if OpenSSL has no SHA-1.
+ */
+struct kz_sha1;
+KZ_EXPORT struct kz_sha1 *kz_sha1_new(void);
+KZ_EXPORT void kz_sha1_free(struct kz_sha1 *sha);
+
+/* kz_hs_accept_key() with a fetched SHA-1 (`sha` NULL: as kz_hs_accept_key). */
+KZ_EXPORT int kz_hs_accept_key_with(const struct kz_sha1 *sha, const char *key, size_t key_len,
+                                    char out[KZ_HS_ACCEPT_LEN + 1]);
+
 /* What the server chose when it accepts. Empty fields are left out. */
 struct kz_hs_accept {
     struct kz_str subprotocol;    /* one of the offered ones, or empty */
     struct kz_str extensions;     /* Sec-WebSocket-Extensions value, or empty */
     const struct kz_header *extra_headers; /* e.g. Set-Cookie */
     size_t num_extra_headers;
+    const struct kz_sha1 *sha1;   /* optional: a fetched SHA-1 to compute the accept value with */
 };
 
 /*

@@ -223,7 +223,34 @@ int kz_hs_err_status(int err)
  * Answers
  */
 
-int kz_hs_accept_key(const char *key, size_t key_len, char out[KZ_HS_ACCEPT_LEN + 1])
+struct kz_sha1 {
+    EVP_MD *md;
+};
+
+struct kz_sha1 *kz_sha1_new(void)
+{
+    EVP_MD *md = EVP_MD_fetch(NULL, "SHA1", NULL);
+    if (md == NULL)
+        return NULL;
+    struct kz_sha1 *sha = OPENSSL_malloc(sizeof(*sha));
+    if (sha == NULL) {
+        EVP_MD_free(md);
+        return NULL;
+    }
+    sha->md = md;
+    return sha;
+}
+
+void kz_sha1_free(struct kz_sha1 *sha)
+{
+    if (sha == NULL)
+        return;
+    EVP_MD_free(sha->md);
+    OPENSSL_free(sha);
+}
+
+int kz_hs_accept_key_with(const struct kz_sha1 *sha, const char *key, size_t key_len,
+                          char out[KZ_HS_ACCEPT_LEN + 1])
 {
     if (key == NULL || out == NULL || key_len != KZ_HS_KEY_LEN)
         return KZ_ERR_INVALID_ARGUMENT;
@@ -232,11 +259,18 @@ int kz_hs_accept_key(const char *key, size_t key_len, char out[KZ_HS_ACCEPT_LEN 
     memcpy(in + KZ_HS_KEY_LEN, websocket_guid, sizeof(websocket_guid) - 1);
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int digest_len = 0;
-    if (!EVP_Digest(in, sizeof(in), digest, &digest_len, EVP_sha1(), NULL) || digest_len != 20)
+    /* EVP_sha1() makes OpenSSL 3 look the digest up on every call; a fetched one does not. */
+    const EVP_MD *md = sha ? sha->md : EVP_sha1();
+    if (!EVP_Digest(in, sizeof(in), digest, &digest_len, md, NULL) || digest_len != 20)
         return KZ_ERR_CRYPTO;
     /* 20 bytes encode to exactly 28 characters, then a NUL. */
     EVP_EncodeBlock((unsigned char *)out, digest, 20);
     return KZ_OK;
+}
+
+int kz_hs_accept_key(const char *key, size_t key_len, char out[KZ_HS_ACCEPT_LEN + 1])
+{
+    return kz_hs_accept_key_with(NULL, key, key_len, out);
 }
 
 int kz_hs_write_response(char *out, size_t cap, const struct kz_hs_request *req,
@@ -254,7 +288,7 @@ int kz_hs_write_response(char *out, size_t cap, const struct kz_hs_request *req,
         (acc && !kz_hsi_safe_headers(acc->extra_headers, acc->num_extra_headers)))
         return KZ_ERR_INVALID_ARGUMENT;
     char accept[KZ_HS_ACCEPT_LEN + 1];
-    int err = kz_hs_accept_key(req->key.ptr, req->key.len, accept);
+    int err = kz_hs_accept_key_with(acc ? acc->sha1 : NULL, req->key.ptr, req->key.len, accept);
     if (err != KZ_OK)
         return err;
 

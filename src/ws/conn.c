@@ -545,7 +545,7 @@ static bool protocol_offered(const struct kz_hs_request *req, struct kz_str want
 static void open_conn(struct kz_conn *c, const struct kz_hs_request *req, struct kz_upgrade *up)
 {
     char out[1024];
-    struct kz_hs_accept acc = {.subprotocol = up->subprotocol};
+    struct kz_hs_accept acc = {.subprotocol = up->subprotocol, .sha1 = c->srv->sha1};
     int n = kz_hs_write_response(out, sizeof(out), req, &acc);
     if (n < 0) {
         refuse(c, 500, "response too large");

@@ -163,7 +163,9 @@ struct kz_server *kz_server_new(struct kz_loop *loop, const struct kz_server_con
         s->cfg.max_frame_size = s->cfg.max_message_size;
     s->rbuf = kz__alloc(s, KZ_READ_BUF_SIZE);
     s->cork = kz__alloc(s, KZ_CORK_SIZE);
+    s->sha1 = kz_sha1_new(); /* NULL is fine: accept keys then use EVP_sha1() */
     if (!s->rbuf || !s->cork) {
+        kz_sha1_free(s->sha1);
         kz__free(s, s->rbuf);
         kz__free(s, s->cork);
         a.free(s, a.ud);
@@ -228,6 +230,7 @@ void kz_server_free(struct kz_server *s)
         kz__free(s, s->msg_cache[i]);
     kz__free(s, s->rbuf);
     kz__free(s, s->cork);
+    kz_sha1_free(s->sha1);
     s->alloc.free(s, s->alloc.ud);
 }
 

@@ -118,6 +118,7 @@ struct kz_server {
     size_t node_pool_len;
     size_t conn_count;
     size_t open_count;
+    struct kz_sha1 *sha1; /* fetched once: every handshake hashes a key */
     uint8_t *rbuf; /* KZ_READ_BUF_SIZE */
     uint8_t *cork; /* KZ_CORK_SIZE */
     size_t cork_len;

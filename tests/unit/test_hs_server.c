@@ -235,6 +235,22 @@ static int judge(const char *text)
     return err;
 }
 
+static void accept_key_with_fetched_sha1(void **state)
+{
+    struct kz_sha1 *sha = kz_sha1_new();
+    assert_non_null(sha);
+    char accept[KZ_HS_ACCEPT_LEN + 1];
+    for (int i = 0; i < 3; i++) { /* reusable */
+        assert_int_equal(kz_hs_accept_key_with(sha, "dGhlIHNhbXBsZSBub25jZQ==", 24, accept), KZ_OK);
+        assert_string_equal(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_int_equal(kz_hs_accept_key_with(sha, "x3JJHMbDL1EzLkh9GBhXDw==", 24, accept), KZ_OK);
+        assert_string_equal(accept, "HSmrc0sMlYUkAGmm5OPpG2HaGWk=");
+    }
+    assert_int_equal(kz_hs_accept_key_with(sha, "short", 5, accept), KZ_ERR_INVALID_ARGUMENT);
+    kz_sha1_free(sha);
+    kz_sha1_free(NULL);
+}
+
 static void rfc_accept_key(void **state)
 {
     char accept[KZ_HS_ACCEPT_LEN + 1];
@@ -815,6 +831,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rfc_accept_key),
+        cmocka_unit_test(accept_key_with_fetched_sha1),
         cmocka_unit_test(rfc_request_accepted),
         cmocka_unit_test(chromium_request_accepted),
         cmocka_unit_test(well_formed_variants),
