@@ -48,7 +48,10 @@ fuzz: $(FUZZ_BUILD)/build.ninja
 	@cmake --build $(FUZZ_BUILD)
 	ctest --test-dir $(FUZZ_BUILD) --output-on-failure -j2
 
+# Micro-benchmarks of the core, then kaze echo against libwebsockets and
+# Node ws (bench/compare.sh; ROUNDS=3 by default).
 bench: build
+	@scripts/deps.sh bench
 	@scripts/bench.sh $(BUILD)
 
 run: build

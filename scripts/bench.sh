@@ -15,5 +15,11 @@ for b in "$build"/bench/bench_*; do
   grep '^bench: ' "$one" >>"$lines" || true
   echo
 done
+echo "== kaze echo against libwebsockets and Node ws (server CPU, pinned)"
+here=$(cd "$(dirname "$0")/.." && pwd)
+"$here/bench/compare.sh" "$build" "${ROUNDS:-3}" >"$one"
+grep -v '^bench: ' "$one" || true
+grep '^bench: ' "$one" >>"$lines" || true
+echo
 echo "== summary"
 cat "$lines"

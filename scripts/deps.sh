@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Kaze's build and tests need, when missing.
 # Safe to run again: it only calls apt-get when something is absent.
+#   scripts/deps.sh          build and test
+#   scripts/deps.sh bench    also the peers `make bench` compares with
 set -euo pipefail
 
 packages=(
@@ -9,6 +11,9 @@ packages=(
   clang libclang-rt-14-dev
   python3-websockets nodejs npm
 )
+if [ "${1:-}" = bench ]; then
+  packages+=(libwebsockets-dev util-linux)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
