@@ -205,6 +205,15 @@ KZ_EXPORT int kz_io_set_events(struct kz_loop *loop, struct kz_io *io, unsigned 
  */
 KZ_EXPORT void kz_io_stop(struct kz_loop *loop, struct kz_io *io);
 
+/*
+ * Stops the io (as kz_io_stop) and closes its descriptor, without the
+ * epoll_ctl that kz_io_stop makes: the kernel drops the registration itself
+ * when the file's last descriptor closes. Only for a descriptor that was
+ * never dup'ed or passed to another process (then kz_io_stop and close).
+ * Sets io->fd to -1. Returns close()'s result.
+ */
+KZ_EXPORT int kz_io_close(struct kz_loop *loop, struct kz_io *io);
+
 /* ------------------------------------------------------------------------
  * Timers
  */

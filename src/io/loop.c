@@ -318,12 +318,13 @@ int kz_io_set_events(struct kz_loop *loop, struct kz_io *io, unsigned events)
     return KZ_OK;
 }
 
-void kz_io_stop(struct kz_loop *loop, struct kz_io *io)
+/* Forgets the watcher; `unregister` says whether the kernel must be told. */
+static void io_detach(struct kz_loop *loop, struct kz_io *io, bool unregister)
 {
     if (!io->active)
         return;
     /* Failure means the descriptor is already gone, and its registration with it. */
-    if (io->events)
+    if (unregister && io->events)
         (void)kz_poll_remove(loop->poll, io->fd);
     if (io->pending) {
         loop->batch[io->pending - 1].ptr = NULL;
@@ -331,6 +332,20 @@ void kz_io_stop(struct kz_loop *loop, struct kz_io *io)
     }
     io->active = 0;
     loop->ios--;
+}
+
+void kz_io_stop(struct kz_loop *loop, struct kz_io *io)
+{
+    io_detach(loop, io, true);
+}
+
+int kz_io_close(struct kz_loop *loop, struct kz_io *io)
+{
+    int fd = io->fd;
+    /* close() drops the registration with the file's last reference: no epoll_ctl needed. */
+    io_detach(loop, io, false);
+    io->fd = -1;
+    return fd >= 0 ? close(fd) : 0;
 }
 
 /* ------------------------------------------------------------------------

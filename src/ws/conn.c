@@ -58,9 +58,7 @@ static void kill(struct kz_conn *c)
         return;
     if (s->corked == c)
         s->cork_len = 0; /* nothing more goes to this peer */
-    kz_io_stop(s->loop, &c->io);
-    close(c->io.fd);
-    c->io.fd = -1;
+    kz_io_close(s->loop, &c->io);
     kz_timer_stop(s->loop, &c->timer);
     c->state = KZ_CONN_DEAD;
     kz__conn_drop_output(c);

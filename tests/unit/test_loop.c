@@ -317,6 +317,34 @@ static void stopped_watcher_in_batch_is_not_called(void **state)
     kz_loop_free(loop);
 }
 
+static void close_other(struct kz_loop *loop, struct kz_io *other)
+{
+    int fd = other->fd;
+    assert_int_equal(kz_io_close(loop, other), 0);
+    assert_int_equal(other->fd, -1);
+    assert_int_equal(fcntl(fd, F_GETFD), -1); /* the descriptor is gone */
+    assert_int_equal(errno, EBADF);
+}
+
+static void closed_watcher_in_batch_is_not_called(void **state)
+{
+    struct kz_loop *loop = kz_loop_new(NULL);
+    assert_non_null(loop);
+    struct rivals r;
+    rivals_setup(&r, loop, close_other);
+    assert_int_equal(kz_loop_run_once(loop, 0), KZ_OK);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(kz_loop_run_once(loop, 0), KZ_OK);
+    assert_int_equal(r.calls, 2); /* only the survivor, again */
+    /* One of the read ends is closed already: stop the survivor, close the rest. */
+    bool a_alive = r.a.io.fd >= 0;
+    assert_int_equal(kz_io_close(loop, a_alive ? &r.a.io : &r.b.io), 0);
+    assert_false(kz_loop_alive(loop));
+    close(r.sa[1]); /* the write ends stay ours */
+    close(r.sb[1]);
+    kz_loop_free(loop);
+}
+
 static void narrowed_watcher_in_batch_gets_only_what_it_wants(void **state)
 {
     struct kz_loop *loop = kz_loop_new(NULL);
@@ -923,6 +951,7 @@ int main(void)
         cmocka_unit_test(hangup_arrives_as_read_and_write),
         cmocka_unit_test(io_start_rejects_bad_arguments),
         cmocka_unit_test(stopped_watcher_in_batch_is_not_called),
+        cmocka_unit_test(closed_watcher_in_batch_is_not_called),
         cmocka_unit_test(narrowed_watcher_in_batch_gets_only_what_it_wants),
         cmocka_unit_test(owner_freed_in_callback),
         cmocka_unit_test(timers_fire_in_deadline_then_start_order),
