@@ -124,7 +124,11 @@ KZ_EXPORT struct kz_server *kz_server_new(struct kz_loop *loop, const struct kz_
  * Listens on `host`:`port` (see kz_tcp_listen: numeric host or NULL for
  * all, port 0 for a free one, `reuseport` to share the port between the
  * servers of several threads). `bound_port` (may be NULL) receives the
- * port. Returns KZ_OK or a negative kz_err (errno set for KZ_ERR_SYSTEM).
+ * port. The listener has TCP_DEFER_ACCEPT: the kernel hands over a
+ * connection once the client has sent its first bytes, and the server reads
+ * them at once, without waiting for epoll; a client that connects and says
+ * nothing costs the server nothing. Returns KZ_OK or a negative kz_err
+ * (errno set for KZ_ERR_SYSTEM).
  */
 KZ_EXPORT int kz_server_listen(struct kz_server *s, const char *host, uint16_t port,
                                bool reuseport, uint16_t *bound_port);

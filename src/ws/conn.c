@@ -670,6 +670,14 @@ void kz__conn_start(struct kz_server *s, int fd)
         s->conns->prev = c;
     s->conns = c;
     s->conn_count++;
+    /*
+     * The listener defers accepting until the client has sent something
+     * (TCP_DEFER_ACCEPT), so the request is usually here already: read it
+     * now rather than after a trip through epoll.
+     */
+    kz__conn_cork(c);
+    read_handshake(c);
+    kz__conn_uncork(c);
 }
 
 void kz__conn_free(struct kz_conn *c)

@@ -6,6 +6,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ws/ws_internal.h"
@@ -182,6 +185,9 @@ int kz_server_listen(struct kz_server *s, const char *host, uint16_t port, bool 
     int fd = kz_tcp_listen(host, port, 0, reuseport, bound_port);
     if (fd < 0)
         return fd;
+    /* A WebSocket client speaks first: accept once its request is here. */
+    int secs = s->cfg.handshake_timeout_ms ? (int)(s->cfg.handshake_timeout_ms / 1000) + 1 : 10;
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
     int rc = kz_io_start(s->loop, &s->listener, fd, KZ_IO_READ, on_accept);
     if (rc != KZ_OK) {
         int saved = errno;

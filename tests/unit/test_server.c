@@ -631,6 +631,7 @@ static void max_connections_gets_503(void **state)
     start(f);
     int a = open_client(f);
     int b = client_connect(f);
+    client_send(f, b, request, sizeof(request) - 1); /* accepted once it speaks */
     char buf[256] = {0};
     bool eof;
     client_recv(f, b, (uint8_t *)buf, sizeof(buf) - 1, &eof);
