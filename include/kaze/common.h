@@ -92,6 +92,7 @@ enum kz_err {
 
     /* the peer's data is not what its type says (close with 1007) */
     KZ_ERR_INVALID_UTF8 = -250, /* text message or close reason is not UTF-8 */
+    KZ_ERR_INFLATE = -251,      /* a compressed message is not a valid DEFLATE stream */
 
     /* the peer sent more than the limits allow (close with 1009) */
     KZ_ERR_FRAME_TOO_BIG = -260,

@@ -6,6 +6,7 @@
  *   kaze/utf8.h       incremental UTF-8 validation
  *   kaze/frame.h      RFC 6455 framing: parser, writer, masking, close codes
  *   kaze/handshake.h  the opening handshake, both roles
+ *   kaze/deflate.h    permessage-deflate (RFC 7692): negotiation, compression
  *   kaze/loop.h       the event loop: io watchers, timers, defers, async, signals
  *   kaze/tcp.h        non-blocking TCP listen, accept, connect
  *   kaze/server.h     the WebSocket server on a loop
@@ -17,6 +18,7 @@
 #include "kaze/utf8.h"
 #include "kaze/frame.h"
 #include "kaze/handshake.h"
+#include "kaze/deflate.h"
 #include "kaze/loop.h"
 #include "kaze/tcp.h"
 #include "kaze/server.h"

@@ -93,6 +93,8 @@ const char *kz_strerror(int err)
         return "close frame payload of one byte";
     case KZ_ERR_PROTO_CLOSE_CODE:
         return "invalid close code";
+    case KZ_ERR_INFLATE:
+        return "compressed message is not a valid DEFLATE stream";
     case KZ_ERR_INVALID_UTF8:
         return "invalid UTF-8 in text";
     case KZ_ERR_FRAME_TOO_BIG:
@@ -105,7 +107,7 @@ const char *kz_strerror(int err)
 
 int kz_err_close_code(int err)
 {
-    if (err == KZ_ERR_INVALID_UTF8)
+    if (err == KZ_ERR_INVALID_UTF8 || err == KZ_ERR_INFLATE)
         return 1007;
     if (err == KZ_ERR_FRAME_TOO_BIG || err == KZ_ERR_MESSAGE_TOO_BIG)
         return 1009;
