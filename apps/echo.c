@@ -127,6 +127,12 @@ static void usage(FILE *f)
             "      --handshake-timeout MS, --idle-timeout MS, --ping-interval MS,\n"
             "      --pong-timeout MS, --close-timeout MS   (0 disables; defaults 10000, 0,\n"
             "                          30000, 15000, 5000)\n"
+            "      --no-deflate        do not negotiate permessage-deflate (on by default)\n"
+            "      --deflate-mode M    dedicated (a compressor per connection, default) or\n"
+            "                          shared (one per thread, no context takeover: less memory)\n"
+            "      --deflate-window N  window bits of our compressor, 9..15 (default 15)\n"
+            "      --deflate-mem-level N  zlib memLevel 1..9 (default 8)\n"
+            "      --deflate-min-size BYTES  send shorter messages uncompressed (default 64)\n"
             "  -q, --quiet             no start-up line\n");
 }
 
@@ -144,6 +150,11 @@ enum {
     OPT_PING_INTERVAL,
     OPT_PONG_TIMEOUT,
     OPT_CLOSE_TIMEOUT,
+    OPT_NO_DEFLATE,
+    OPT_DEFLATE_MODE,
+    OPT_DEFLATE_WINDOW,
+    OPT_DEFLATE_MEM_LEVEL,
+    OPT_DEFLATE_MIN_SIZE,
 };
 
 static void parse_opts(int argc, char **argv, struct echo_opts *o)
@@ -166,11 +177,17 @@ static void parse_opts(int argc, char **argv, struct echo_opts *o)
         {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
         {"pong-timeout", required_argument, NULL, OPT_PONG_TIMEOUT},
         {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
+        {"no-deflate", no_argument, NULL, OPT_NO_DEFLATE},
+        {"deflate-mode", required_argument, NULL, OPT_DEFLATE_MODE},
+        {"deflate-window", required_argument, NULL, OPT_DEFLATE_WINDOW},
+        {"deflate-mem-level", required_argument, NULL, OPT_DEFLATE_MEM_LEVEL},
+        {"deflate-min-size", required_argument, NULL, OPT_DEFLATE_MIN_SIZE},
         {NULL, 0, NULL, 0},
     };
     struct kz_server_config *cfg = &o->cfg;
     bool buffered_set = false, conns_set = false;
     cfg->max_message_size = 16u << 20;
+    cfg->deflate.enabled = true;
     int ch;
     while ((ch = getopt_long(argc, argv, "p:t:qh", longopts, NULL)) != -1) {
         switch (ch) {
@@ -223,6 +240,34 @@ static void parse_opts(int argc, char **argv, struct echo_opts *o)
             break;
         case OPT_CLOSE_TIMEOUT:
             cfg->close_timeout_ms = (uint32_t)cli_uint("--close-timeout", optarg, 86400000);
+            break;
+        case OPT_NO_DEFLATE: cfg->deflate.enabled = false; break;
+        case OPT_DEFLATE_MODE:
+            if (strcmp(optarg, "dedicated") == 0)
+                cfg->deflate_mode = KZ_DEFLATE_DEDICATED;
+            else if (strcmp(optarg, "shared") == 0)
+                cfg->deflate_mode = KZ_DEFLATE_SHARED;
+            else {
+                fprintf(stderr, "kaze echo: --deflate-mode: dedicated or shared\n");
+                exit(2);
+            }
+            break;
+        case OPT_DEFLATE_WINDOW:
+            cfg->deflate.server_max_window_bits = (uint8_t)cli_uint("--deflate-window", optarg, 15);
+            if (cfg->deflate.server_max_window_bits < 9) {
+                fprintf(stderr, "kaze echo: --deflate-window: 9..15\n");
+                exit(2);
+            }
+            break;
+        case OPT_DEFLATE_MEM_LEVEL:
+            cfg->deflate_mem_level = (uint8_t)cli_uint("--deflate-mem-level", optarg, 9);
+            if (cfg->deflate_mem_level < 1) {
+                fprintf(stderr, "kaze echo: --deflate-mem-level: 1..9\n");
+                exit(2);
+            }
+            break;
+        case OPT_DEFLATE_MIN_SIZE:
+            cfg->deflate_min_size = cli_size("--deflate-min-size", optarg);
             break;
         default: usage(stderr); exit(2);
         }

@@ -25,6 +25,9 @@ extern "C" {
  * Negotiation (RFC 7692 §5, §7.1)
  */
 
+/* Room for the longest answer kz_pmd_negotiate writes, with its NUL. */
+#define KZ_PMD_ELEMENT_MAX 160
+
 /* The parameters in force on one connection once the handshake is done. */
 struct kz_pmd_params {
     bool server_no_context_takeover; /* the server resets its compressor after each message */
@@ -63,13 +66,15 @@ KZ_EXPORT void kz_pmd_policy_default(struct kz_pmd_policy *pol);
  * request's Sec-WebSocket-Extensions headers, in order of preference, and
  * takes the first one that is valid and that `pol` can accept. An invalid
  * offer (an unknown parameter, a parameter twice, a window outside 8..15, a
- * value where none belongs) is declined, and the next offer is tried (§5.1).
+ * value where none belongs: §7) is declined, and the next offer is tried
+ * (§5). A disabled policy returns 0 without reading the header.
  * On success writes the response's extension element (e.g.
  * "permessage-deflate; client_max_window_bits=15") NUL-terminated into `resp`
- * (`cap` bytes; 128 always suffice), fills `out`, and returns 1. Returns 0
+ * (`cap` bytes; KZ_PMD_ELEMENT_MAX always suffice), fills `out`, and returns 1. Returns 0
  * if no offer was acceptable (the connection goes on without compression),
- * KZ_ERR_HS_BAD_EXTENSIONS if the header breaks the §9.1 grammar, or
- * KZ_ERR_BUFFER_TOO_SMALL.
+ * KZ_ERR_HS_BAD_EXTENSIONS if the header breaks the §9.1 grammar,
+ * KZ_ERR_BUFFER_TOO_SMALL, or KZ_ERR_INVALID_ARGUMENT (NULL, or a policy
+ * window outside 8..15).
  */
 KZ_EXPORT int kz_pmd_negotiate(const struct kz_hs_request *req, const struct kz_pmd_policy *pol,
                                struct kz_pmd_params *out, char *resp, size_t cap);
@@ -80,7 +85,7 @@ struct kz_pmd_offer {
     bool client_no_context_takeover;
     uint8_t server_max_window_bits; /* 0: not offered (the server may use 15) */
     uint8_t client_max_window_bits; /* 0: not offered; 15 with no value is written as bare */
-    bool client_max_window_bits_bare; /* offer "client_max_window_bits" with no value */
+    bool client_max_window_bits_bare; /* offer "client_max_window_bits" with no value (window 0 or 15) */
 };
 
 /* Chromium's offer: "permessage-deflate; client_max_window_bits". */
@@ -99,8 +104,9 @@ KZ_EXPORT int kz_pmd_write_offer(char *out, size_t cap, const struct kz_pmd_offe
  * permessage-deflate with valid parameters, 0 if it did not answer it, or
  * KZ_ERR_HS_RESP_EXTENSION (a malformed answer, an unknown or repeated
  * parameter, a window outside 8..15, server_max_window_bits larger than
- * offered, client_max_window_bits when the offer did not have it, or the
- * extension twice).
+ * offered, client_max_window_bits when the offer did not have it, an offered
+ * server_no_context_takeover or server_max_window_bits left unanswered, or
+ * the extension twice), or KZ_ERR_INVALID_ARGUMENT.
  */
 KZ_EXPORT int kz_pmd_check_response(const struct kz_header *headers, size_t num_headers,
                                     const struct kz_pmd_offer *offer, struct kz_pmd_params *out);

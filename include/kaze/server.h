@@ -28,6 +28,7 @@
 #define KAZE_SERVER_H
 
 #include "kaze/common.h"
+#include "kaze/deflate.h"
 #include "kaze/frame.h"
 #include "kaze/handshake.h"
 #include "kaze/loop.h"
@@ -46,6 +47,21 @@ enum kz_backpressure {
     KZ_BP_CLOSE_TRY_AGAIN = 2, /* fail the connection with 1013 (try again later) */
 };
 
+/* How a server compresses what it sends on connections that negotiated permessage-deflate. */
+enum kz_deflate_mode {
+    /*
+     * A compressor per connection, keeping its LZ77 window from message to
+     * message (best ratio; the window costs memory per connection).
+     */
+    KZ_DEFLATE_DEDICATED = 0,
+    /*
+     * One compressor per server (per thread), reset after every message:
+     * the server negotiates server_no_context_takeover, and a connection
+     * holds no compressor at all. Broadcasts are compressed once.
+     */
+    KZ_DEFLATE_SHARED = 1,
+};
+
 /*
  * Limits and timeouts. kz_server_config_default() gives safe values; every
  * field may be changed. Times are in milliseconds; 0 disables a timeout.
@@ -62,6 +78,16 @@ struct kz_server_config {
     uint32_t ping_interval_ms;     /* default 30 s: ping a peer silent for this long */
     uint32_t pong_timeout_ms;      /* default 15 s: drop a peer that does not answer the ping */
     uint32_t close_timeout_ms;     /* default 5 s: wait for the peer's close reply */
+    /*
+     * permessage-deflate (RFC 7692). Off by default in the library
+     * (deflate.enabled = false); kaze echo turns it on. What the server
+     * agrees to is `deflate`; how it compresses is below.
+     */
+    struct kz_pmd_policy deflate;
+    enum kz_deflate_mode deflate_mode; /* default KZ_DEFLATE_DEDICATED */
+    uint8_t deflate_level;         /* zlib level 1..9; default 1 (fast, still good on text) */
+    uint8_t deflate_mem_level;     /* zlib memLevel 1..9; default 8; lower saves memory */
+    size_t deflate_min_size;       /* shorter messages go uncompressed; default 64 */
 };
 
 KZ_EXPORT void kz_server_config_default(struct kz_server_config *cfg);

@@ -320,6 +320,12 @@ static void on_data(struct kz_conn *c, const struct kz_event *ev)
 {
     if (c->state != KZ_CONN_OPEN)
         return; /* after our close frame, data is no longer ours to take */
+    if ((ev->rsv & KZ_RSV1) && c->pmd) {
+        int rc = kz__pmd_on_data(c, ev);
+        if (rc < 0)
+            fail(c, (uint16_t)kz_err_close_code(rc), kz_strerror(rc));
+        return;
+    }
     if (ev->first && ev->fin) {
         c->srv->cb.on_message(c, (enum kz_opcode)ev->opcode, ev->data, ev->len);
         return;
@@ -542,8 +548,15 @@ static bool protocol_offered(const struct kz_hs_request *req, struct kz_str want
 
 static void open_conn(struct kz_conn *c, const struct kz_hs_request *req, struct kz_upgrade *up)
 {
-    char out[1024];
+    char out[1024], ext[KZ_PMD_ELEMENT_MAX];
     struct kz_hs_accept acc = {.subprotocol = up->subprotocol, .sha1 = c->srv->sha1};
+    int rc = kz__pmd_accept(c, req, ext, sizeof(ext));
+    if (rc < 0) {
+        refuse(c, kz_hs_err_status(rc), kz_strerror(rc));
+        return;
+    }
+    if (rc == 1)
+        acc.extensions = (struct kz_str){ext, strlen(ext)};
     int n = kz_hs_write_response(out, sizeof(out), req, &acc);
     if (n < 0) {
         refuse(c, 500, "response too large");
@@ -695,6 +708,7 @@ void kz__conn_free(struct kz_conn *c)
     kz_parser_deinit(&c->parser);
     kz__free(s, c->kept);
     msg_release(c);
+    kz__pmd_free(c);
     kz__free(s, c->close_reason);
     kz__free(s, c);
 }

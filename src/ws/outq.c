@@ -256,6 +256,9 @@ int kz_conn_send(struct kz_conn *c, enum kz_opcode op, const void *data, size_t 
     int rc = admit(c, len + KZ_FRAME_HEADER_MAX);
     if (rc != KZ_OK)
         return rc;
+    rc = kz__pmd_send(c, op, data, len);
+    if (rc != 0)
+        return rc > 0 ? KZ_OK : rc;
     return kz__conn_queue_frame(c, op, data, len);
 }
 

@@ -73,6 +73,12 @@ void kz_server_config_default(struct kz_server_config *cfg)
     cfg->ping_interval_ms = 30000;
     cfg->pong_timeout_ms = 15000;
     cfg->close_timeout_ms = 5000;
+    kz_pmd_policy_default(&cfg->deflate);
+    cfg->deflate.enabled = false;
+    cfg->deflate_mode = KZ_DEFLATE_DEDICATED;
+    cfg->deflate_level = 1;
+    cfg->deflate_mem_level = 8;
+    cfg->deflate_min_size = 64;
 }
 
 static void end_of_iteration(struct kz_loop *loop, struct kz_defer *d)
@@ -237,6 +243,7 @@ void kz_server_free(struct kz_server *s)
     kz__free(s, s->rbuf);
     kz__free(s, s->cork);
     kz_sha1_free(s->sha1);
+    kz_deflater_free(s->shared_tx);
     s->alloc.free(s, s->alloc.ud);
 }
 

@@ -94,6 +94,7 @@ struct kz_conn {
     uint64_t last_rx;   /* loop time of the last read */
     uint64_t ping_sent; /* loop time our heartbeat ping left */
     char *close_reason; /* our close reason, while a close we started is pending */
+    struct kz_pmd_conn *pmd; /* permessage-deflate state, if negotiated */
     uint16_t close_code; /* the code on_close will report */
     uint8_t state;
     uint8_t flags;
@@ -119,6 +120,7 @@ struct kz_server {
     size_t conn_count;
     size_t open_count;
     struct kz_sha1 *sha1; /* fetched once: every handshake hashes a key */
+    struct kz_deflater *shared_tx; /* KZ_DEFLATE_SHARED: the one compressor */
     uint8_t *rbuf; /* KZ_READ_BUF_SIZE */
     uint8_t *cork; /* KZ_CORK_SIZE */
     size_t cork_len;
@@ -147,6 +149,12 @@ void kz__conn_after_flush(struct kz_conn *c);
 void kz__conn_abort(struct kz_conn *c, uint16_t code, const char *reason);
 void kz__conn_free(struct kz_conn *c);
 void kz__conn_going_away(struct kz_conn *c);
+
+/* pmd.c */
+int kz__pmd_accept(struct kz_conn *c, const struct kz_hs_request *req, char *ext, size_t cap);
+int kz__pmd_on_data(struct kz_conn *c, const struct kz_event *ev);
+int kz__pmd_send(struct kz_conn *c, unsigned op, const uint8_t *data, size_t len);
+void kz__pmd_free(struct kz_conn *c);
 
 /* server.c: makes sure the end-of-iteration pass (flush, free the dead) runs */
 void kz__server_kick(struct kz_server *s);

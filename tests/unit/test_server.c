@@ -21,6 +21,8 @@
 #include "kaze/server.h"
 #include "kaze/tcp.h"
 
+#include <zlib.h>
+
 struct fixture {
     struct kz_loop *loop;
     struct kz_server *srv;
@@ -660,6 +662,136 @@ static void graceful_shutdown(void **state)
     assert_false(kz_loop_alive(f->loop)); /* nothing left: the loop would return */
 }
 
+/* Raw DEFLATE with zlib, as an independent peer would do it (RFC 7692 §7.2.1). */
+static size_t client_deflate(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+    z_stream z = {0};
+    assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)len;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    assert_int_equal(deflate(&z, Z_SYNC_FLUSH), Z_OK);
+    size_t n = cap - z.avail_out;
+    deflateEnd(&z);
+    assert_true(n >= 4);
+    assert_memory_equal(out + n - 4, "\x00\x00\xff\xff", 4);
+    return n - 4;
+}
+
+static size_t client_inflate(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+    uint8_t buf[70000];
+    memcpy(buf, in, len);
+    memcpy(buf + len, "\x00\x00\xff\xff", 4);
+    z_stream z = {0};
+    assert_int_equal(inflateInit2(&z, -15), Z_OK);
+    z.next_in = buf;
+    z.avail_in = (uInt)(len + 4);
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    int rc = inflate(&z, Z_SYNC_FLUSH);
+    assert_true(rc == Z_OK || rc == Z_BUF_ERROR);
+    size_t n = cap - z.avail_out;
+    inflateEnd(&z);
+    return n;
+}
+
+static const char deflate_request[] = "GET / HTTP/1.1\r\n"
+                                      "Host: server.example.com\r\n"
+                                      "Upgrade: websocket\r\n"
+                                      "Connection: Upgrade\r\n"
+                                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                      "Sec-WebSocket-Extensions: permessage-deflate; "
+                                      "client_max_window_bits\r\n"
+                                      "Sec-WebSocket-Version: 13\r\n\r\n";
+
+static int open_deflate_client(struct fixture *f)
+{
+    int fd = client_connect(f);
+    client_send(f, fd, deflate_request, sizeof(deflate_request) - 1);
+    char buf[1024];
+    size_t got = 0;
+    bool eof;
+    while (got < sizeof(buf) - 1) {
+        got += client_recv(f, fd, (uint8_t *)buf + got, 1, &eof);
+        if (got >= 4 && memcmp(buf + got - 4, "\r\n\r\n", 4) == 0)
+            break;
+        assert_false(eof);
+    }
+    buf[got] = 0;
+    assert_non_null(strstr(buf, "HTTP/1.1 101 "));
+    assert_non_null(strstr(buf, "Sec-WebSocket-Extensions: permessage-deflate"));
+    return fd;
+}
+
+static void deflate_echo(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.deflate.enabled = true;
+    start(f);
+    int fd = open_deflate_client(f);
+    uint8_t text[1000], z[2048], frame[2100], reply[2100], plain[1100];
+    for (size_t i = 0; i < sizeof(text); i++)
+        text[i] = (uint8_t)('a' + i % 7);
+    size_t zn = client_deflate(text, sizeof(text), z, sizeof(z));
+    size_t n = make_frame(frame, 0x81, z, zn);
+    frame[0] |= 0x40; /* RSV1: compressed */
+    client_send(f, fd, frame, n);
+    bool eof;
+    assert_int_equal(client_recv(f, fd, reply, 2, &eof), 2);
+    assert_int_equal(reply[0], 0xC1); /* text, compressed: 1000 bytes is over the threshold */
+    size_t len = reply[1] & 0x7F;
+    assert_true(len < 126);
+    assert_int_equal(client_recv(f, fd, reply + 2, len, &eof), len);
+    assert_int_equal(client_inflate(reply + 2, len, plain, sizeof(plain)), sizeof(text));
+    assert_memory_equal(plain, text, sizeof(text));
+    assert_int_equal(f->messages, 1);
+
+    /* A short message goes back uncompressed. */
+    zn = client_deflate((const uint8_t *)"Hello", 5, z, sizeof(z));
+    n = make_frame(frame, 0x81, z, zn);
+    frame[0] |= 0x40;
+    client_send(f, fd, frame, n);
+    assert_int_equal(client_recv(f, fd, reply, 7, &eof), 7);
+    assert_memory_equal(reply, "\x81\x05Hello", 7);
+    close(fd);
+}
+
+static void deflate_bomb_closes_with_1009(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.deflate.enabled = true;
+    f->cfg.max_message_size = 64 * 1024;
+    start(f);
+    int fd = open_deflate_client(f);
+    uint8_t *zeros = calloc(1, 1 << 20);
+    static uint8_t z[8192];
+    size_t zn = client_deflate(zeros, 1 << 20, z, sizeof(z)); /* 1 MiB of zeros: ~1 KiB */
+    free(zeros);
+    uint8_t *frame = malloc(zn + 16);
+    size_t n = make_frame(frame, 0x82, z, zn);
+    frame[0] |= 0x40;
+    client_send(f, fd, frame, n);
+    free(frame);
+    expect_close(f, fd, 1009);
+    assert_int_equal(f->messages, 0);
+    close(fd);
+}
+
+static void rsv1_without_deflate_closes_with_1002(void **state)
+{
+    struct fixture *f = *state;
+    start(f); /* deflate off */
+    int fd = open_client(f);
+    uint8_t frame[32];
+    size_t n = make_frame(frame, 0x81, "abc", 3);
+    frame[0] |= 0x40;
+    client_send(f, fd, frame, n);
+    expect_close(f, fd, 1002);
+    close(fd);
+}
+
 static void abrupt_drop_reports_1006(void **state)
 {
     struct fixture *f = *state;
@@ -695,6 +827,9 @@ int main(void)
         T(max_connections_gets_503),
         T(graceful_shutdown),
         T(abrupt_drop_reports_1006),
+        T(deflate_echo),
+        T(deflate_bomb_closes_with_1009),
+        T(rsv1_without_deflate_closes_with_1002),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

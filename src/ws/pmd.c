@@ -1,0 +1,141 @@
+/*
+ * permessage-deflate on a server connection: negotiation during the
+ * handshake, inflating compressed messages as their frames arrive (bounded
+ * by the message limit, UTF-8 checked on the inflated bytes, fail-fast
+ * across frames), and compressing what the connection sends.
+ *
+ * Memory: the inflater and a dedicated deflater are trimmed after every
+ * message, which frees everything when there is no context takeover in that
+ * direction. In KZ_DEFLATE_SHARED mode the connection has no deflater: the
+ * server's one, reset after every message, serves every connection.
+ */
+#include <string.h>
+
+#include "ws/ws_internal.h"
+
+struct kz_pmd_conn {
+    struct kz_pmd_params params;
+    struct kz_deflater *tx; /* NULL: the server's shared deflater */
+    struct kz_inflater *rx;
+    kz_utf8_state utf8; /* of the inflated text of the message in progress */
+    bool check_utf8;
+};
+
+static struct kz_deflater *new_deflater(struct kz_server *s, uint8_t window_bits,
+                                        bool no_context_takeover)
+{
+    struct kz_deflate_config dc = {
+        .window_bits = window_bits,
+        .level = s->cfg.deflate_level,
+        .mem_level = s->cfg.deflate_mem_level,
+        .no_context_takeover = no_context_takeover,
+    };
+    return kz_deflater_new(&dc, &s->alloc);
+}
+
+int kz__pmd_accept(struct kz_conn *c, const struct kz_hs_request *req, char *ext, size_t cap)
+{
+    struct kz_server *s = c->srv;
+    struct kz_pmd_policy pol = s->cfg.deflate;
+    if (!pol.enabled)
+        return 0;
+    if (s->cfg.deflate_mode == KZ_DEFLATE_SHARED)
+        pol.server_no_context_takeover = true;
+    struct kz_pmd_params params;
+    int rc = kz_pmd_negotiate(req, &pol, &params, ext, cap);
+    if (rc <= 0)
+        return rc;
+    struct kz_pmd_conn *pc = kz__alloc(s, sizeof(*pc));
+    if (!pc)
+        return KZ_ERR_NOMEM;
+    memset(pc, 0, sizeof(*pc));
+    pc->params = params;
+    struct kz_inflate_config ic = {
+        .window_bits = params.client_max_window_bits,
+        .no_context_takeover = params.client_no_context_takeover,
+        .max_message = s->cfg.max_message_size,
+    };
+    pc->rx = kz_inflater_new(&ic, &s->alloc);
+    if (s->cfg.deflate_mode == KZ_DEFLATE_DEDICATED)
+        pc->tx = new_deflater(s, params.server_max_window_bits,
+                              params.server_no_context_takeover);
+    if (!pc->rx || (s->cfg.deflate_mode == KZ_DEFLATE_DEDICATED && !pc->tx)) {
+        kz_inflater_free(pc->rx);
+        kz_deflater_free(pc->tx);
+        kz__free(s, pc);
+        return KZ_ERR_NOMEM;
+    }
+    c->pmd = pc;
+    c->parser.rsv_allowed = KZ_RSV1; /* compressed messages are marked with RSV1 */
+    return 1;
+}
+
+void kz__pmd_free(struct kz_conn *c)
+{
+    if (!c->pmd)
+        return;
+    kz_inflater_free(c->pmd->rx);
+    kz_deflater_free(c->pmd->tx);
+    kz__free(c->srv, c->pmd);
+    c->pmd = NULL;
+}
+
+int kz__pmd_on_data(struct kz_conn *c, const struct kz_event *ev)
+{
+    struct kz_pmd_conn *pc = c->pmd;
+    if (ev->first) {
+        pc->utf8 = KZ_UTF8_ACCEPT;
+        pc->check_utf8 = ev->opcode == KZ_OP_TEXT;
+    }
+    const uint8_t *out;
+    size_t out_len;
+    int rc = kz_inflate_piece(pc->rx, ev->data, ev->len, ev->fin, &out, &out_len);
+    if (rc != KZ_OK)
+        return rc;
+    /* Checked as the inflated bytes come: invalid text fails on the frame that carries it. */
+    if (pc->check_utf8 && kz_utf8_feed(&pc->utf8, out, out_len) != KZ_OK)
+        return KZ_ERR_INVALID_UTF8;
+    if (!ev->fin)
+        return KZ_OK;
+    if (pc->check_utf8 && kz_utf8_finish(pc->utf8) != KZ_OK)
+        return KZ_ERR_INVALID_UTF8;
+    const uint8_t *msg;
+    size_t len;
+    kz_inflater_message(pc->rx, &msg, &len);
+    c->srv->cb.on_message(c, (enum kz_opcode)ev->opcode, msg, len);
+    kz_inflater_trim(pc->rx); /* pc lives until the connection is freed, after this */
+    return KZ_OK;
+}
+
+int kz__pmd_send(struct kz_conn *c, unsigned op, const uint8_t *data, size_t len)
+{
+    struct kz_server *s = c->srv;
+    if (!c->pmd || len < s->cfg.deflate_min_size)
+        return 0;
+    struct kz_deflater *d = c->pmd->tx;
+    if (!d) {
+        if (!s->shared_tx)
+            s->shared_tx = new_deflater(s, s->cfg.deflate.server_max_window_bits, true);
+        if (!s->shared_tx)
+            return KZ_ERR_NOMEM;
+        d = s->shared_tx;
+        /* A window smaller than the shared one's was negotiated: compress on the connection's own. */
+        if (c->pmd->params.server_max_window_bits < s->cfg.deflate.server_max_window_bits) {
+            c->pmd->tx = new_deflater(s, c->pmd->params.server_max_window_bits, true);
+            if (!c->pmd->tx)
+                return KZ_ERR_NOMEM;
+            d = c->pmd->tx;
+        }
+    }
+    const uint8_t *z;
+    size_t zlen;
+    int rc = kz_deflate_message(d, data, len, &z, &zlen);
+    if (rc != KZ_OK)
+        return rc;
+    uint8_t hdr[KZ_FRAME_HEADER_MAX];
+    size_t hlen = kz_frame_write_header(hdr, op, true, KZ_RSV1, zlen, NULL);
+    rc = kz__conn_queue(c, hdr, hlen, z, zlen);
+    if (d != s->shared_tx) /* the shared one stays warm: it serves every connection */
+        kz_deflater_trim(d);
+    return rc == KZ_OK ? 1 : rc;
+}
