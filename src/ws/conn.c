@@ -320,11 +320,18 @@ static void on_data(struct kz_conn *c, const struct kz_event *ev)
 {
     if (c->state != KZ_CONN_OPEN)
         return; /* after our close frame, data is no longer ours to take */
-    if ((ev->rsv & KZ_RSV1) && c->pmd) {
-        int rc = kz__pmd_on_data(c, ev);
-        if (rc < 0)
-            fail(c, (uint16_t)kz_err_close_code(rc), kz_strerror(rc));
-        return;
+    if (c->pmd) {
+        if (ev->rsv & KZ_RSV1) {
+            int rc = kz__pmd_on_data(c, ev);
+            if (rc < 0)
+                fail(c, (uint16_t)kz_err_close_code(rc), kz_strerror(rc));
+            return;
+        }
+        /* The parser's bound is loosened for compressed messages; plain ones keep the limit. */
+        if (c->msg_len + ev->len + ev->remaining > c->srv->cfg.max_message_size) {
+            fail(c, KZ_CLOSE_TOO_BIG, kz_strerror(KZ_ERR_MESSAGE_TOO_BIG));
+            return;
+        }
     }
     if (ev->first && ev->fin) {
         c->srv->cb.on_message(c, (enum kz_opcode)ev->opcode, ev->data, ev->len);

@@ -67,6 +67,18 @@ int kz__pmd_accept(struct kz_conn *c, const struct kz_hs_request *req, char *ext
     }
     c->pmd = pc;
     c->parser.rsv_allowed = KZ_RSV1; /* compressed messages are marked with RSV1 */
+    /*
+     * The message limit is on what the application receives: the inflated
+     * size of a compressed message (the inflater enforces it). Its wire size
+     * may be a little larger than the limit (incompressible data grows by
+     * deflate's block overhead), so the parser gets a looser bound, and
+     * uncompressed messages are held to the exact limit in conn.c.
+     */
+    uint64_t max = s->cfg.max_message_size;
+    uint64_t wire = max + max / 8 + 4096;
+    c->parser.max_msg = wire;
+    if (c->parser.max_frame == max)
+        c->parser.max_frame = wire;
     return 1;
 }
 

@@ -14,6 +14,9 @@ Extra groups, not in Autobahn:
           and on the default 16 MiB limit
   x.*     other framing rules Autobahn does not test (unmasked client frames, length MSB)
 
+Groups 12 and 13 (permessage-deflate, RFC 7692) and the pmd* groups are in
+cases_deflate.py, which adds its cases to CASES.
+
 A case is a list of actions run in order against a fresh connection, the
 events it expects back (messages and pongs, in order), and how the connection
 must end:
@@ -154,7 +157,8 @@ def WAIT_EVENTS(n, seconds=EVENT_WAIT):
 
 class Case:
     def __init__(self, cid, desc, actions=(), expect=(), close=NORMAL, profile="default",
-                 timeout=EVENT_WAIT, expect_any=None, match=None, run=None, protocols=None):
+                 timeout=EVENT_WAIT, expect_any=None, match=None, run=None, protocols=None,
+                 extensions=None, after=None):
         self.id, self.desc = cid, desc
         self.actions = actions          # list, or a callable returning the list (lazy payloads)
         self.expect = expect            # list of events, or a callable returning it
@@ -163,8 +167,10 @@ class Case:
         self.close = close
         self.profile = profile          # which kaze echo configuration (run.py PROFILES)
         self.timeout = timeout
-        self.run = run                  # a whole custom case: (host, port) -> problems
+        self.run = run                  # a whole custom case: (host, port, pid) -> problems
         self.protocols = protocols
+        self.extensions = extensions    # Sec-WebSocket-Extensions value(s) to offer
+        self.after = after              # more checks once the connection ended: (conn, pid) -> problems
         self.info = ""                  # what happened in the last run, for -vv
 
     def key(self):
@@ -232,15 +238,16 @@ def diff_events(expected, got):
 
 # --------------------------------------------------------------------- execution
 
-def run_case(c, host, port):
-    """Run one case; returns a list of problems (empty when it passed)."""
+def run_case(c, host, port, pid=None):
+    """Run one case; returns a list of problems (empty when it passed). pid: the
+    server's process id, for cases that look at the server itself."""
     if c.run is not None:
-        return c.run(host, port)
+        return c.run(host, port, pid)
     conn = Conn(host, port, timeout=max(c.timeout, 10.0))
     try:
         try:
             conn.connect()
-            conn.handshake(protocols=c.protocols)
+            conn.handshake(protocols=c.protocols, extensions=c.extensions)
         except (OSError, HandshakeError, Timeout) as e:
             return ["handshake failed: %s" % e]
         ctx = Ctx(conn)
@@ -253,7 +260,10 @@ def run_case(c, host, port):
         finish(c, conn, expect)
         c.info = "%s; %s; %d bytes sent" % (describe_events(data_events(conn)), conn.describe_end(),
                                             conn.sent_bytes)
-        return check(c, conn, ctx, expect)
+        problems = check(c, conn, ctx, expect)
+        if c.after is not None:
+            problems += c.after(conn, pid)
+        return problems
     except Timeout as e:
         return ["timed out: %s; %s" % (e, conn.describe_end())]
     finally:
@@ -729,7 +739,7 @@ for _i, _ch in enumerate(_CHOPS, 1):
 
 def _round_trips(kind, size, count):
     """9.7/9.8: send one message, wait for its echo, repeat."""
-    def run(host, port):
+    def run(host, port, pid=None):
         opcode = TEXT if kind == "text" else BINARY
         payload = _text(size) if kind == "text" else _binary(size)
         frame = build_frame(opcode, payload, mask_key=b"\x01\x02\x03\x04")
@@ -775,7 +785,7 @@ case("10.1.1", "65536-byte text message auto-fragmented into 1300-byte frames",
 
 def _http_case(build, expect_status, check_headers=None, then_echo=False):
     """Send a hand-made opening handshake; check the status and headers."""
-    def run(host, port):
+    def run(host, port, pid=None):
         conn = Conn(host, port)
         try:
             conn.connect()

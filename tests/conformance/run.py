@@ -28,12 +28,20 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cases  # noqa: E402
+import cases_deflate  # noqa: E402,F401  (adds groups 12, 13 and pmd* to cases.CASES)
+
+cases.CASES.sort(key=cases.Case.key)
 
 HOST = "127.0.0.1"
 PROFILES = {
     "default": [],
     "subproto": ["--subprotocol", "chat", "--subprotocol", "superchat"],
     "small": ["--max-message", "1024"],
+    # permessage-deflate (cases_deflate.py); "default" negotiates it too.
+    "deflate-1m": ["--max-message", "1M"],
+    "deflate-shared": ["--deflate-mode", "shared"],
+    "deflate-w9": ["--deflate-window", "9", "--deflate-mem-level", "1", "--deflate-min-size", "0"],
+    "no-deflate": ["--no-deflate"],
 }
 START_TIMEOUT = 10.0
 # Stop starting new cases after this long, so that even against a server that makes
@@ -177,7 +185,7 @@ def main():
             t = time.monotonic()
             try:
                 srv = servers.get(c.profile)
-                problems = cases.run_case(c, HOST, srv.port)
+                problems = cases.run_case(c, HOST, srv.port, pid=srv.proc.pid)
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # a bug in a case must not stop the suite

@@ -9,6 +9,17 @@ UTF-8 in text messages and close reasons); and it records how the connection
 ended: the close frame's code and reason, and whether TCP then ended with an
 orderly FIN, with a reset, or not at all.
 
+permessage-deflate (RFC 7692): handshake(extensions=...) offers any parameters,
+judges the server's answer against RFC 7692 7.1 (check_pmd_answer) and keeps
+the agreed parameters in .pmd. Messages built with message_frames() are then
+compressed with zlib (raw DEFLATE, Z_SYNC_FLUSH, the trailing 00 00 ff ff left
+off; a fresh compressor per message when client_no_context_takeover is agreed),
+and incoming messages whose first frame has RSV1 are inflated (00 00 ff ff put
+back; a fresh inflater per message under server_no_context_takeover; below a
+15-bit window the inflater is fed in small steps so a back-reference past the
+agreed window fails). RSV1 is accepted only on the first frame of a data
+message, never on continuation or control frames (RFC 7692 6.1).
+
 The socket is non-blocking; every wait takes a deadline, so nothing here can
 block forever.
 """
@@ -20,6 +31,7 @@ import select
 import socket
 import struct
 import time
+import zlib
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -109,6 +121,296 @@ def valid_close_code_from_server(code):
     return 1000 <= code <= 1014 or 3000 <= code <= 4999
 
 
+# ------------------------------------------------------------ permessage-deflate
+
+PMD = "permessage-deflate"
+PMD_TAIL = b"\x00\x00\xff\xff"   # the end of an empty stored block (RFC 7692 7.2.1)
+
+_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class ExtensionSyntaxError(ValueError):
+    """A Sec-WebSocket-Extensions value that breaks the RFC 6455 9.1 grammar."""
+
+
+def parse_extensions(value):
+    """Parse a Sec-WebSocket-Extensions value (RFC 6455 9.1) into
+    [(name, [(param, value or None), ...]), ...]. Quoted-string values are
+    unescaped and must then be tokens (9.1). Raises ExtensionSyntaxError."""
+    s, i, n = value, 0, len(value)
+    out = []
+
+    def ows():
+        nonlocal i
+        while i < n and s[i] in " \t":
+            i += 1
+
+    def token(what):
+        nonlocal i
+        j = i
+        while i < n and s[i] in _TCHARS:
+            i += 1
+        if i == j:
+            raise ExtensionSyntaxError("expected a %s at offset %d of %r" % (what, j, value))
+        return s[j:i]
+
+    def quoted():
+        nonlocal i
+        i += 1  # the opening quote
+        buf = []
+        while i < n and s[i] != '"':
+            if s[i] == "\\":
+                i += 1
+                if i >= n:
+                    break
+            buf.append(s[i])
+            i += 1
+        if i >= n:
+            raise ExtensionSyntaxError("unterminated quoted-string in %r" % value)
+        i += 1
+        v = "".join(buf)
+        if not v or any(ch not in _TCHARS for ch in v):
+            raise ExtensionSyntaxError("quoted value %r is not a token (RFC 6455 9.1)" % v)
+        return v
+
+    while True:
+        ows()
+        if i < n and s[i] == ",":   # empty list elements are allowed by the #rule
+            i += 1
+            continue
+        if i >= n:
+            break
+        name = token("extension name")
+        params = []
+        ows()
+        while i < n and s[i] == ";":
+            i += 1
+            ows()
+            pname = token("parameter name")
+            ows()
+            pval = None
+            if i < n and s[i] == "=":
+                i += 1
+                ows()
+                pval = quoted() if i < n and s[i] == '"' else token("parameter value")
+                ows()
+            params.append((pname, pval))
+        out.append((name, params))
+        if i < n and s[i] != ",":
+            raise ExtensionSyntaxError("unexpected %r at offset %d of %r" % (s[i], i, value))
+    return out
+
+
+class PmdElement:
+    """The parameters written in one permessage-deflate offer or answer.
+
+    snct/cnct: server_/client_no_context_takeover present; smwb: the
+    server_max_window_bits value or None; cmwb: the client_max_window_bits value,
+    True for one without a value (offers only), or None."""
+
+    def __init__(self, snct=False, cnct=False, smwb=None, cmwb=None):
+        self.snct, self.cnct, self.smwb, self.cmwb = snct, cnct, smwb, cmwb
+
+    def __repr__(self):
+        return "PmdElement(%s)" % pmd_offer(self.snct, self.cnct, self.smwb, self.cmwb)
+
+
+def _window_value(v):
+    # RFC 7692 7.1.2.1/7.1.2.2: 1*DIGIT, a decimal integer 8..15 without leading zeros.
+    if v is None or not v.isdigit() or (len(v) > 1 and v[0] == "0") or not 8 <= int(v) <= 15:
+        return None
+    return int(v)
+
+
+def pmd_element(params, answer):
+    """Validate the parameters of one permessage-deflate element (RFC 7692 7.1).
+    Returns a PmdElement, or raises ValueError with the reason."""
+    e = PmdElement()
+    seen = set()
+    for name, val in params:
+        if name in seen:
+            raise ValueError("parameter %s appears twice (RFC 7692 7)" % name)
+        seen.add(name)
+        if name in ("server_no_context_takeover", "client_no_context_takeover"):
+            if val is not None:
+                raise ValueError("%s has a value %r; it takes none (RFC 7692 7.1.1)" % (name, val))
+            if name[0] == "s":
+                e.snct = True
+            else:
+                e.cnct = True
+        elif name == "server_max_window_bits":
+            bits = _window_value(val)
+            if val is None:
+                raise ValueError("server_max_window_bits without a value (RFC 7692 7.1.2.1)")
+            if bits is None:
+                raise ValueError("server_max_window_bits=%s is not 8..15 (RFC 7692 7.1.2.1)" % val)
+            e.smwb = bits
+        elif name == "client_max_window_bits":
+            if val is None and not answer:
+                e.cmwb = True
+            elif val is None:
+                raise ValueError("client_max_window_bits without a value in an answer (RFC 7692 7.1.2.2)")
+            else:
+                bits = _window_value(val)
+                if bits is None:
+                    raise ValueError("client_max_window_bits=%s is not 8..15 (RFC 7692 7.1.2.2)" % val)
+                e.cmwb = bits
+        else:
+            raise ValueError("unknown parameter %s (RFC 7692 7)" % name)
+    return e
+
+
+def pmd_offer(snct=False, cnct=False, smwb=None, cmwb=None):
+    """An offer element: cmwb True offers client_max_window_bits without a value."""
+    parts = [PMD]
+    if cnct:
+        parts.append("client_no_context_takeover")
+    if cmwb is True:
+        parts.append("client_max_window_bits")
+    elif cmwb is not None:
+        parts.append("client_max_window_bits=%s" % cmwb)
+    if snct:
+        parts.append("server_no_context_takeover")
+    if smwb is not None:
+        parts.append("server_max_window_bits=%s" % smwb)
+    return "; ".join(parts)
+
+
+class PmdParams:
+    """What is in force on a connection after the handshake (RFC 7692 7.1)."""
+
+    def __init__(self, snct, cnct, smwb, cmwb, answer):
+        self.server_no_context_takeover = snct
+        self.client_no_context_takeover = cnct
+        self.server_max_window_bits = smwb
+        self.client_max_window_bits = cmwb
+        self.answer = answer   # the server's element as sent
+
+    def __repr__(self):
+        return ("PmdParams(server: %s window %d; client: %s window %d; answer %r)" % (
+            "no takeover" if self.server_no_context_takeover else "takeover", self.server_max_window_bits,
+            "no takeover" if self.client_no_context_takeover else "takeover", self.client_max_window_bits,
+            self.answer))
+
+
+def _answer_misfit(offer, ans):
+    """Why `ans` cannot be the server's acceptance of `offer` (RFC 7692 7.1), or None."""
+    if offer.snct and not ans.snct:
+        return "the offer has server_no_context_takeover, the answer lacks it (7.1.1.1)"
+    if offer.smwb is not None:
+        if ans.smwb is None:
+            return "the offer has server_max_window_bits=%d, the answer lacks it (7.1.2.1)" % offer.smwb
+        if ans.smwb > offer.smwb:
+            return "server_max_window_bits=%d answered to an offer of %d (7.1.2.1)" % (ans.smwb, offer.smwb)
+    if ans.cmwb is not None:
+        if offer.cmwb is None:
+            return "client_max_window_bits answered though not offered (7.1.2.2)"
+        if offer.cmwb is not True and ans.cmwb > offer.cmwb:
+            return "client_max_window_bits=%d answered to an offer of %d (7.1.2.2)" % (ans.cmwb, offer.cmwb)
+    return None
+
+
+def offered_elements(offer_values):
+    """The permessage-deflate offers in our request, in order: a PmdElement for each
+    valid one, None for each invalid one (which the server must decline)."""
+    out = []
+    for v in offer_values:
+        try:
+            exts = parse_extensions(v)
+        except ExtensionSyntaxError:
+            out.append(None)
+            continue
+        for name, params in exts:
+            if name != PMD:
+                continue
+            try:
+                out.append(pmd_element(params, answer=False))
+            except ValueError:
+                out.append(None)
+    return out
+
+
+def check_pmd_answer(offer_values, answer):
+    """Judge the server's Sec-WebSocket-Extensions answer (None if absent) to our
+    offers (a list of header values). Returns (PmdParams or None, problems)."""
+    if answer is None:
+        return None, []
+    try:
+        exts = parse_extensions(answer)
+    except ExtensionSyntaxError as e:
+        return None, ["Sec-WebSocket-Extensions answer %r: %s" % (answer, e)]
+    problems = []
+    pmds = [params for name, params in exts if name == PMD]
+    others = [name for name, _ in exts if name != PMD]
+    if others:
+        problems.append("the server answered extension(s) %s, which we cannot speak (RFC 6455 9.1)"
+                        % ", ".join(others))
+    if not pmds:
+        return None, problems
+    if len(pmds) > 1:
+        problems.append("permessage-deflate answered %d times in %r (RFC 7692 5)" % (len(pmds), answer))
+        return None, problems
+    try:
+        ans = pmd_element(pmds[0], answer=True)
+    except ValueError as e:
+        problems.append("answer %r: %s" % (answer, e))
+        return None, problems
+    offers = offered_elements(offer_values)
+    fits = [o for o in offers if o is not None and _answer_misfit(o, ans) is None]
+    if not fits:
+        why = "; ".join("offer %d: %s" % (k + 1, "invalid, must be declined" if o is None
+                                          else _answer_misfit(o, ans)) for k, o in enumerate(offers))
+        problems.append("answer %r accepts none of our offers %r (%s)" % (answer, offer_values, why or
+                                                                            "none offered"))
+        return None, problems
+    # Where the answer fits several offers, take the safest reading: reset our
+    # compressor if any of them promised to, and use the smallest window offered.
+    cnct = ans.cnct or any(o.cnct for o in fits)
+    if ans.cmwb is not None:
+        cmwb = ans.cmwb
+    else:
+        cmwb = min([o.cmwb for o in fits if o.cmwb not in (None, True)] or [15])
+    params = PmdParams(ans.snct, cnct, ans.smwb if ans.smwb is not None else 15, cmwb, answer)
+    return params, problems
+
+
+def deflate_raw(data, wbits=15, level=6, mem_level=8, final=False, zdict=None):
+    """A one-off raw DEFLATE stream of `data`: sync-flushed with the tail left off
+    (RFC 7692 7.2.1), or with final=True the whole Z_FINISH output (BFINAL set)."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -max(9, wbits), mem_level, **({"zdict": zdict} if zdict else {}))
+    z = c.compress(data)
+    if final:
+        return z + c.flush(zlib.Z_FINISH)
+    z += c.flush(zlib.Z_SYNC_FLUSH)
+    assert z.endswith(PMD_TAIL)
+    return z[:-4]
+
+
+def inflate_raw(data, wbits=15, strict_window=True, d=None):
+    """Inflate a message payload (the tail appended). With strict_window and a window
+    under 15 bits the inflater produces at most 64 bytes per call, so that a
+    back-reference farther than the window (plus < 64 bytes) is an error. Raises
+    zlib.error. `d` is an inflater to continue (context takeover)."""
+    if d is None:
+        d = zlib.decompressobj(wbits=-wbits)
+    data = bytes(data) + PMD_TAIL
+    if not strict_window or wbits >= 15:
+        out = d.decompress(data)
+        while d.unconsumed_tail:
+            out += d.decompress(d.unconsumed_tail)
+        return out
+    out = []
+    step = 64
+    buf = data
+    while True:
+        chunk = d.decompress(buf, step)
+        out.append(chunk)
+        buf = d.unconsumed_tail
+        if not buf and len(chunk) < step:
+            break
+    return b"".join(out)
+
+
 class Frame:
     __slots__ = ("fin", "rsv", "opcode", "masked", "payload")
 
@@ -166,6 +468,13 @@ class Conn:
         self._aborted_mid_frame = False
         self._pending = []          # pongs and the close reply, sent between our frames
         self._broken = False        # an unparseable frame header: stop parsing
+        # permessage-deflate
+        self.pmd = None             # PmdParams once the server accepted an offer
+        self.compressed = []        # per message event: did it arrive compressed (RSV1)?
+        self.deflate_level = 6
+        self._tx = None             # our compressor (kept across messages with context takeover)
+        self._rx = None             # our inflater for the server's messages
+        self._frag_rsv1 = False
 
     # ------------------------------------------------------------ connection
 
@@ -247,8 +556,15 @@ class Conn:
         self.resp_status, self.resp_headers, self.resp_raw = status, headers, head + body
         return status, headers, body
 
-    def handshake(self, path="/", protocols=None, extra_headers=()):
-        """Do a valid opening handshake and check the 101 (RFC 6455 section 4.2.2)."""
+    def handshake(self, path="/", protocols=None, extra_headers=(), extensions=None):
+        """Do a valid opening handshake and check the 101 (RFC 6455 section 4.2.2).
+
+        extensions: a Sec-WebSocket-Extensions value, or a list of them (one header
+        line each). The server's answer is judged against them (RFC 7692 7.1); a
+        permessage-deflate it accepted is then in force (.pmd)."""
+        if isinstance(extensions, str):
+            extensions = [extensions]
+        extra_headers = list(extra_headers) + [("Sec-WebSocket-Extensions", v) for v in extensions or ()]
         key, req = self.request(path=path, protocols=protocols, extra_headers=extra_headers)
         deadline = time.monotonic() + self.timeout
         self.send_raw(req)
@@ -262,10 +578,16 @@ class Conn:
         if h.get("sec-websocket-accept") != accept_value(key):
             raise HandshakeError("Sec-WebSocket-Accept is %r, expected %r"
                                  % (h.get("sec-websocket-accept"), accept_value(key)))
-        # We offered no extension, so the server must not select one (section 9.1).
-        if "sec-websocket-extensions" in h:
-            raise HandshakeError("server selected an extension we did not offer: %r"
-                                 % h["sec-websocket-extensions"])
+        if not extensions:
+            # We offered no extension, so the server must not select one (section 9.1).
+            if "sec-websocket-extensions" in h:
+                raise HandshakeError("server selected an extension we did not offer: %r"
+                                     % h["sec-websocket-extensions"])
+        else:
+            params, problems = check_pmd_answer(extensions, h.get("sec-websocket-extensions"))
+            if problems:
+                raise HandshakeError("; ".join(problems))
+            self.pmd = params
         if "sec-websocket-protocol" in h:
             offered = [p.strip() for p in (protocols or "").split(",") if p.strip()]
             if h["sec-websocket-protocol"] not in offered:
@@ -353,6 +675,51 @@ class Conn:
 
     def send_close(self, code=None, reason=b""):
         return self.send_frame(CLOSE, close_payload(code, reason))
+
+    # ----------------------------------------------------- permessage-deflate
+
+    def compress(self, payload):
+        """Our compressor's output for one message, per the agreed parameters: a
+        window of client_max_window_bits (zlib cannot deflate with 8 bits; with 9 it
+        never reaches back more than 250 bytes, so its output fits 8 too), reset per
+        message under client_no_context_takeover."""
+        p = self.pmd
+        if self._tx is None or p.client_no_context_takeover:
+            self._tx = zlib.compressobj(self.deflate_level, zlib.DEFLATED, -max(9, p.client_max_window_bits))
+        z = self._tx.compress(payload) + self._tx.flush(zlib.Z_SYNC_FLUSH)
+        assert z.endswith(PMD_TAIL)
+        return z[:-4]
+
+    def message_frames(self, opcode, payload, frag=None, compress=None, mask_key=None):
+        """The frames of one message: compressed (RSV1 on the first frame) when
+        permessage-deflate is in force, unless compress=False; split into frames of
+        `frag` wire bytes (of the compressed payload, like Autobahn's auto-fragment)."""
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        if compress is None:
+            compress = self.pmd is not None
+        data = self.compress(payload) if compress else payload
+        rsv = 4 if compress else 0
+        if not frag or len(data) <= frag:
+            return build_frame(opcode, data, rsv=rsv, mask_key=mask_key)
+        out = []
+        for off in range(0, len(data), frag):
+            out.append(build_frame(opcode if off == 0 else CONT, data[off:off + frag],
+                                   fin=off + frag >= len(data), rsv=rsv if off == 0 else 0,
+                                   mask_key=mask_key))
+        return b"".join(out)
+
+    def send_message(self, opcode, payload, frag=None, compress=None, chop=None):
+        return self.send_raw(self.message_frames(opcode, payload, frag=frag, compress=compress), chop=chop)
+
+    def _inflate(self, payload):
+        p = self.pmd
+        if self._rx is None or p.server_no_context_takeover or self._rx.eof:
+            # A stream that ended with BFINAL (RFC 7692 7.2.3.4 allows it) cannot go on.
+            self._rx = None
+        d = self._rx or zlib.decompressobj(wbits=-p.server_max_window_bits)
+        self._rx = d
+        return inflate_raw(payload, p.server_max_window_bits, d=d)
 
     # ------------------------------------------------------------- receiving
 
@@ -484,9 +851,17 @@ class Conn:
         # RFC 6455 5.1: a server MUST NOT mask any frames it sends.
         if f.masked:
             v.append("server sent a masked frame %r (RFC 6455 5.1)" % f)
-        # RFC 6455 5.2: RSV MUST be 0 unless an extension defines it; none was negotiated.
-        if f.rsv:
-            v.append("server set RSV bits %d in %r (RFC 6455 5.2)" % (f.rsv, f))
+        # RFC 6455 5.2: RSV MUST be 0 unless an extension defines it. permessage-deflate
+        # defines RSV1, on the first frame of a data message only (RFC 7692 6, 6.1).
+        allowed = 4 if self.pmd is not None and f.opcode in (TEXT, BINARY) else 0
+        if f.rsv & ~allowed:
+            if self.pmd is not None and f.rsv & 4 and f.opcode == CONT:
+                v.append("server set RSV1 on a continuation frame %r (RFC 7692 6.1)" % f)
+            elif self.pmd is not None and f.rsv & 4 and f.opcode >= 8:
+                v.append("server set RSV1 on a control frame %r (RFC 7692 6.1)" % f)
+            else:
+                v.append("server set RSV bits %d in %r (RFC 6455 5.2%s)" % (
+                    f.rsv, f, "" if self.pmd is None else "; only RSV1 is permessage-deflate's"))
         if f.opcode >= 8:
             # RFC 6455 5.5: control frames have at most 125 bytes and MUST NOT be fragmented.
             if not f.fin:
@@ -508,6 +883,7 @@ class Conn:
                 v.append("new data frame %r inside a fragmented message (RFC 6455 5.4)" % f)
             self._frag_op = f.opcode
             self._frag = bytearray(f.payload)
+            self._frag_rsv1 = bool(f.rsv & 4) and self.pmd is not None
         elif f.opcode == CONT:
             if self._frag_op is None:
                 v.append("continuation frame with no message to continue (RFC 6455 5.4)")
@@ -519,9 +895,16 @@ class Conn:
         if f.fin:
             kind = "text" if self._frag_op == TEXT else "binary"
             payload = bytes(self._frag)
+            if self._frag_rsv1:
+                try:
+                    payload = self._inflate(payload)
+                except zlib.error as e:
+                    v.append("compressed %s message %s does not inflate with %r: %s (RFC 7692 7.2.2)"
+                             % (kind, short(payload), self.pmd, e))
             if kind == "text" and not valid_utf8(payload):
                 v.append("text message that is not valid UTF-8: %s (RFC 6455 5.6)" % short(payload))
             self.events.append(("message", kind, payload))
+            self.compressed.append(self._frag_rsv1)
             self._frag_op = None
             self._frag = bytearray()
 

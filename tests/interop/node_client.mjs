@@ -4,9 +4,15 @@
 // usage: node node_client.mjs URL MAX_MESSAGE
 //
 // The server behind URL must be `kaze echo --subprotocol chat --max-message
-// MAX_MESSAGE` (tests/interop/run.sh starts one). Every case opens its own
-// connection, so one failure does not hide the next. The last line printed is
-// `N passed, N failed`; the exit status is non-zero when any case failed.
+// MAX_MESSAGE` (tests/interop/run.sh starts one), which negotiates
+// permessage-deflate (RFC 7692) by default. Every case runs in each client
+// configuration of MODES: permessage-deflate with threshold 0 (ws then
+// compresses every message, even empty ones), perMessageDeflate: false (nothing
+// offered, nothing may be agreed), and, for the cases in DEFLATE_PARAM_CASES, an
+// offer with every parameter set. Each connection checks the server's
+// Sec-WebSocket-Extensions answer. Every case opens its own connection, so one
+// failure does not hide the next. The last line printed is `N passed, N failed`;
+// the exit status is non-zero when any case failed.
 import { once } from 'node:events';
 import WebSocket from 'ws';
 
@@ -143,8 +149,65 @@ class Client {
 
 const open = [];
 
+// Parses a Sec-WebSocket-Extensions answer of one extension: {name, params}.
+function parseAnswer(value) {
+  const [name, ...params] = value.split(';').map((p) => p.trim());
+  const out = {};
+  for (const p of params) {
+    const [k, v] = p.split('=').map((x) => x.trim());
+    out[k] = v === undefined ? true : v.replace(/^"|"$/g, '');
+  }
+  return { name, params: out };
+}
+
+function deflateAgreed(answer, want = {}) {
+  expect(answer !== undefined, 'permessage-deflate offered, the server answered no extension');
+  const a = parseAnswer(answer);
+  expect(a.name === 'permessage-deflate', `answer '${answer}'`);
+  for (const [k, v] of Object.entries(want)) {
+    expect(a.params[k] === v, `answer '${answer}': ${k} is ${a.params[k]}, expected ${v}`);
+  }
+}
+
+const MODES = [
+  {
+    name: 'deflate',
+    options: { perMessageDeflate: { threshold: 0 } },
+    check: (answer) => deflateAgreed(answer),
+  },
+  {
+    name: 'no compression',
+    options: { perMessageDeflate: false },
+    check: (answer) => expect(answer === undefined, `nothing offered, but the server answered '${answer}'`),
+  },
+  {
+    // Every parameter (RFC 7692 7.1); kaze answers what was asked.
+    name: 'deflate, no context takeover, windows 10/9',
+    options: {
+      perMessageDeflate: {
+        threshold: 0,
+        serverNoContextTakeover: true,
+        clientNoContextTakeover: true,
+        serverMaxWindowBits: 10,
+        clientMaxWindowBits: 9,
+      },
+    },
+    check: (answer) => deflateAgreed(answer, {
+      server_no_context_takeover: true,
+      client_no_context_takeover: true,
+      server_max_window_bits: '10',
+      client_max_window_bits: '9',
+    }),
+  },
+];
+let MODE = MODES[0];
+
 async function connect(protocols) {
-  const ws = new WebSocket(URL, protocols, { handshakeTimeout: 30_000, maxPayload: 0 });
+  const ws = new WebSocket(URL, protocols, { handshakeTimeout: 30_000, maxPayload: 0, ...MODE.options });
+  let answer;
+  ws.on('upgrade', (res) => {
+    answer = res.headers['sec-websocket-extensions'];
+  });
   const c = new Client(ws);
   open.push(c);
   try {
@@ -152,6 +215,7 @@ async function connect(protocols) {
   } catch (err) {
     throw new Error(`handshake: ${err.message}`);
   }
+  MODE.check(answer);
   return c;
 }
 
@@ -344,6 +408,19 @@ async function caseTooBig1009() {
   expect(r.code === 1009, `closed with ${r.code}, not 1009${err}`);
 }
 
+async function caseRepeats() {
+  // The same 100 KiB five times and variations of it: with context takeover each
+  // side's compressor refers back into earlier messages.
+  const base = textOfBytes(100_000);
+  const changed = Buffer.concat([base.subarray(0, 50_000), Buffer.from('changed'), base.subarray(50_007)]);
+  const c = await connect();
+  for (const m of [base, base, Buffer.from(base).reverse(), changed, base]) {
+    await c.echo(m, true);
+  }
+  await c.echo(base, false);
+  await c.closesNormally();
+}
+
 async function caseAliveAfterAll() {
   const c = await connect();
   await c.echo('still here', false);
@@ -365,27 +442,38 @@ const CASES = [
   ['close 1000', caseClose1000],
   ['close 4001 with reason', caseClose4001Reason],
   ['message over --max-message closes 1009', caseTooBig1009],
+  ['repeated 100 KiB messages', caseRepeats],
   ['server still serves afterwards', caseAliveAfterAll],
 ];
 
+// The cases that also run with every permessage-deflate parameter set.
+const DEFLATE_PARAM_CASES = new Set(['text', 'binary', 'empty messages', 'fragmented text and binary',
+  'UTF-8 character split across fragments', '16 MiB text', '2000 messages in flight',
+  'message over --max-message closes 1009', 'repeated 100 KiB messages']);
+
 let passed = 0;
 let failed = 0;
-for (const [name, fn] of CASES) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no result within ${CASE_TIMEOUT_MS / 1000} s`)), CASE_TIMEOUT_MS);
-  });
-  try {
-    await Promise.race([fn(), timeout]);
-    passed++;
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e.message}`);
-  } finally {
-    clearTimeout(timer);
-    // A failed case may leave its connection open: drop it.
-    while (open.length) open.pop().terminate();
+for (const mode of MODES) {
+  MODE = mode;
+  for (const [name, fn] of CASES) {
+    if (mode === MODES[2] && !DEFLATE_PARAM_CASES.has(name)) continue;
+    const label = `[${mode.name}] ${name}`;
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no result within ${CASE_TIMEOUT_MS / 1000} s`)), CASE_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([fn(), timeout]);
+      passed++;
+      console.log(`ok   ${label}`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL ${label}: ${e.message}`);
+    } finally {
+      clearTimeout(timer);
+      // A failed case may leave its connection open: drop it.
+      while (open.length) open.pop().terminate();
+    }
   }
 }
 console.log(`${passed} passed, ${failed} failed`);

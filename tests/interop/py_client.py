@@ -4,9 +4,15 @@
 usage: py_client.py URL MAX_MESSAGE
 
 The server behind URL must be `kaze echo --subprotocol chat --max-message
-MAX_MESSAGE` (tests/interop/run.sh starts one). Every case opens its own
-connection, so one failure does not hide the next. The last line printed is
-`N passed, N failed`; the exit status is non-zero when any case failed.
+MAX_MESSAGE` (tests/interop/run.sh starts one), which negotiates
+permessage-deflate (RFC 7692) by default. Every case runs in each client
+configuration of MODES: websockets' default (compression="deflate": it offers
+permessage-deflate and, once agreed, compresses every message), compression=None
+(nothing offered, nothing may be agreed), and, for the cases in DEFLATE_PARAM_CASES,
+an offer with every parameter set. Each connection checks what was agreed. Every
+case opens its own connection, so one failure does not hide the next. The last
+line printed is `N passed, N failed`; the exit status is non-zero when any case
+failed.
 """
 import asyncio
 import random
@@ -14,6 +20,7 @@ import sys
 import traceback
 
 import websockets
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory, PerMessageDeflate
 
 URL = ""
 MAX_MESSAGE = 0
@@ -30,8 +37,62 @@ OPTS = dict(
 )
 
 
-def connect(**kw):
-    return websockets.connect(URL, **{**OPTS, **kw})
+class Mode:
+    """A client configuration: connect() options and what must then be agreed."""
+
+    def __init__(self, name, options, check):
+        self.name, self.options, self.check = name, options, check
+
+
+def _deflate_agreed(ws, want=None):
+    exts = ws.extensions
+    expect(len(exts) == 1 and isinstance(exts[0], PerMessageDeflate),
+           f"permessage-deflate offered, agreed extensions: {exts!r}")
+    if want:
+        e = exts[0]
+        for attr, value in want.items():
+            got = getattr(e, attr)
+            expect(got == value, f"agreed {e!r}: {attr} is {got}, expected {value}")
+
+
+def _nothing_agreed(ws):
+    expect(not ws.extensions, f"nothing offered, but the server agreed to {ws.extensions!r}")
+
+
+MODES = [
+    Mode("deflate", {}, _deflate_agreed),
+    Mode("no compression", {"compression": None}, _nothing_agreed),
+    # Every parameter (RFC 7692 7.1): the server must accept the offer with these
+    # values (it may answer smaller windows; kaze answers what was asked).
+    Mode("deflate, no context takeover, windows 10/9",
+         {"compression": None, "extensions": [ClientPerMessageDeflateFactory(
+             server_no_context_takeover=True, client_no_context_takeover=True,
+             server_max_window_bits=10, client_max_window_bits=9, compress_settings={"memLevel": 5})]},
+         lambda ws: _deflate_agreed(ws, {"remote_no_context_takeover": True,
+                                         "local_no_context_takeover": True,
+                                         "remote_max_window_bits": 10, "local_max_window_bits": 9})),
+]
+MODE = MODES[0]
+
+
+class connect:
+    """websockets.connect in the current MODE; checks what was agreed."""
+
+    def __init__(self, **kw):
+        self.kw = kw
+        self.ws = None
+
+    async def __aenter__(self):
+        self.ws = await websockets.connect(URL, **{**OPTS, **MODE.options, **self.kw})
+        try:
+            MODE.check(self.ws)
+        except BaseException:
+            await self.ws.close()
+            raise
+        return self.ws
+
+    async def __aexit__(self, *exc):
+        await self.ws.close()
 
 
 def expect(cond, what):
@@ -244,6 +305,18 @@ async def case_too_big_1009():
         expect(ws.close_code == 1009, f"closed with {ws.close_code}, not 1009")
 
 
+async def case_repeats():
+    # The same 100 KiB five times and variations of it: with context takeover each
+    # side's compressor refers back into earlier messages.
+    base = text_of_bytes(100_000)
+    msgs = [base, base, base[::-1], base[:50_000] + "changed" + base[50_007:], base]
+    async with connect() as ws:
+        for m in msgs:
+            await echo_one(ws, m)
+            await echo_one(ws, m.encode())
+        await closes_normally(ws)
+
+
 async def case_alive_after_all():
     async with connect() as ws:
         await echo_one(ws, "still here")
@@ -265,26 +338,39 @@ CASES = [
     ("close 1000", case_close_1000),
     ("close 4001 with reason", case_close_4001_reason),
     ("message over --max-message closes 1009", case_too_big_1009),
+    ("repeated 100 KiB messages", case_repeats),
     ("server still serves afterwards", case_alive_after_all),
 ]
 
 
+# The cases also run with every permessage-deflate parameter set.
+DEFLATE_PARAM_CASES = {"text", "binary", "empty messages", "fragmented text and binary",
+                       "UTF-8 character split across fragments", "16 MiB text", "2000 messages in flight",
+                       "message over --max-message closes 1009", "repeated 100 KiB messages"}
+
+
 async def main():
+    global MODE
     passed = failed = 0
-    for name, case in CASES:
-        try:
-            await asyncio.wait_for(case(), CASE_TIMEOUT)
-        except asyncio.TimeoutError:
-            failed += 1
-            print(f"FAIL {name}: no result within {CASE_TIMEOUT:.0f} s")
-        except Exception as e:  # noqa: BLE001 - any error fails the case
-            failed += 1
-            print(f"FAIL {name}: {type(e).__name__}: {e}")
-            traceback.print_exc(limit=3, file=sys.stdout)
-        else:
-            passed += 1
-            print(f"ok   {name}")
-        sys.stdout.flush()
+    for mode in MODES:
+        MODE = mode
+        for name, case in CASES:
+            if mode is MODES[2] and name not in DEFLATE_PARAM_CASES:
+                continue
+            label = f"[{mode.name}] {name}"
+            try:
+                await asyncio.wait_for(case(), CASE_TIMEOUT)
+            except asyncio.TimeoutError:
+                failed += 1
+                print(f"FAIL {label}: no result within {CASE_TIMEOUT:.0f} s")
+            except Exception as e:  # noqa: BLE001 - any error fails the case
+                failed += 1
+                print(f"FAIL {label}: {type(e).__name__}: {e}")
+                traceback.print_exc(limit=3, file=sys.stdout)
+            else:
+                passed += 1
+                print(f"ok   {label}")
+            sys.stdout.flush()
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
