@@ -285,9 +285,12 @@ struct kz_msg *kz_msg_new(struct kz_server *s, enum kz_opcode op, const void *da
     struct kz_msg *m = kz__alloc(s, sizeof(*m) + hlen + len);
     if (!m)
         return NULL;
+    memset(m, 0, sizeof(*m));
     m->refs = 1;
     m->srv = s;
     m->len = (uint32_t)(hlen + len);
+    m->hlen = (uint8_t)hlen;
+    m->op = (uint8_t)op;
     kz_frame_write_header(m->data, op, true, 0, len, NULL);
     if (len)
         memcpy(m->data + hlen, data, len);
@@ -296,8 +299,10 @@ struct kz_msg *kz_msg_new(struct kz_server *s, enum kz_opcode op, const void *da
 
 void kz_msg_unref(struct kz_msg *m)
 {
-    if (m && --m->refs == 0)
+    if (m && --m->refs == 0) {
+        kz__free(m->srv, m->z);
         kz__free(m->srv, m);
+    }
 }
 
 int kz_conn_send_msg(struct kz_conn *c, struct kz_msg *m)
@@ -305,6 +310,13 @@ int kz_conn_send_msg(struct kz_conn *c, struct kz_msg *m)
     int rc = admit(c, m->len);
     if (rc != KZ_OK)
         return rc;
+    const uint8_t *bytes = m->data;
+    uint32_t len = m->len;
+    if (c->pmd) {
+        rc = kz__pmd_send_msg(c, m, &bytes, &len);
+        if (rc != 0)
+            return rc > 0 ? KZ_OK : rc;
+    }
     if (c->srv->corked == c && c->srv->cork_len) {
         /* The corked bytes go before the shared frame, which is queued by reference. */
         kz__conn_uncork(c);
@@ -317,10 +329,11 @@ int kz_conn_send_msg(struct kz_conn *c, struct kz_msg *m)
         return KZ_ERR_NOMEM;
     m->refs++;
     node->msg = m;
+    node->bytes = bytes;
     node->start = 0;
-    node->end = m->len;
+    node->end = len;
     append_chunk(c, node);
-    c->buffered += m->len;
+    c->buffered += len;
     kz__conn_want_flush(c);
     return KZ_OK;
 }
@@ -338,7 +351,7 @@ void kz__conn_drop_output(struct kz_conn *c)
 
 static const uint8_t *chunk_bytes(const struct kz_chunk *ch)
 {
-    return ch->msg ? ch->msg->data : ch->data;
+    return ch->msg ? ch->bytes : ch->data;
 }
 
 /* Gives back the chunks the kernel has taken `n` bytes of. */

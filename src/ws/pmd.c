@@ -119,6 +119,56 @@ int kz__pmd_on_data(struct kz_conn *c, const struct kz_event *ev)
     return KZ_OK;
 }
 
+static struct kz_deflater *shared_deflater(struct kz_server *s)
+{
+    if (!s->shared_tx)
+        s->shared_tx = new_deflater(s, s->cfg.deflate.server_max_window_bits, true);
+    return s->shared_tx;
+}
+
+/*
+ * A shared message compressed once, without context, by the server's
+ * shared deflater: valid for every connection whose server side has no
+ * context takeover and a window at least as large. Kept only if smaller.
+ */
+static void compress_once(struct kz_msg *m)
+{
+    struct kz_server *s = m->srv;
+    m->z_done = true;
+    struct kz_deflater *d = shared_deflater(s);
+    const uint8_t *z;
+    size_t zlen;
+    size_t plen = m->len - m->hlen;
+    if (!d || kz_deflate_message(d, m->data + m->hlen, plen, &z, &zlen) != KZ_OK || zlen >= plen)
+        return;
+    size_t hl = kz_frame_header_size(zlen, false);
+    m->z = kz__alloc(s, hl + zlen);
+    if (!m->z)
+        return;
+    kz_frame_write_header(m->z, m->op, true, KZ_RSV1, zlen, NULL);
+    memcpy(m->z + hl, z, zlen);
+    m->zlen = (uint32_t)(hl + zlen);
+}
+
+int kz__pmd_send_msg(struct kz_conn *c, struct kz_msg *m, const uint8_t **bytes, uint32_t *len)
+{
+    struct kz_server *s = c->srv;
+    const struct kz_pmd_params *pp = &c->pmd->params;
+    size_t plen = m->len - m->hlen;
+    if (plen < s->cfg.deflate_min_size)
+        return 0; /* plain, by reference */
+    if (!pp->server_no_context_takeover ||
+        pp->server_max_window_bits < s->cfg.deflate.server_max_window_bits)
+        return kz__pmd_send(c, m->op, m->data + m->hlen, plen); /* this peer needs its own */
+    if (!m->z_done)
+        compress_once(m);
+    if (m->z) {
+        *bytes = m->z;
+        *len = m->zlen;
+    }
+    return 0;
+}
+
 int kz__pmd_send(struct kz_conn *c, unsigned op, const uint8_t *data, size_t len)
 {
     struct kz_server *s = c->srv;
@@ -126,11 +176,9 @@ int kz__pmd_send(struct kz_conn *c, unsigned op, const uint8_t *data, size_t len
         return 0;
     struct kz_deflater *d = c->pmd->tx;
     if (!d) {
-        if (!s->shared_tx)
-            s->shared_tx = new_deflater(s, s->cfg.deflate.server_max_window_bits, true);
-        if (!s->shared_tx)
+        d = shared_deflater(s);
+        if (!d)
             return KZ_ERR_NOMEM;
-        d = s->shared_tx;
         /* A window smaller than the shared one's was negotiated: compress on the connection's own. */
         if (c->pmd->params.server_max_window_bits < s->cfg.deflate.server_max_window_bits) {
             c->pmd->tx = new_deflater(s, c->pmd->params.server_max_window_bits, true);

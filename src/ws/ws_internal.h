@@ -45,7 +45,8 @@
  */
 struct kz_chunk {
     struct kz_chunk *next;
-    struct kz_msg *msg; /* NULL: the bytes are in data[] */
+    struct kz_msg *msg;   /* NULL: the bytes are in data[] */
+    const uint8_t *bytes; /* with msg: its plain or its compressed frame */
     uint32_t start;
     uint32_t end;
     uint8_t data[];
@@ -53,8 +54,13 @@ struct kz_chunk {
 
 struct kz_msg {
     uint32_t refs;
-    uint32_t len;
+    uint32_t len;  /* of the frame in data[] */
+    uint32_t zlen; /* of the compressed frame z, 0 if none */
+    uint8_t hlen;  /* header bytes in data[] */
+    uint8_t op;
+    bool z_done;   /* compression was tried (it is kept only if it saves bytes) */
     struct kz_server *srv;
+    uint8_t *z;    /* the frame compressed once, without context, for every taker */
     uint8_t data[];
 };
 
@@ -155,6 +161,7 @@ int kz__pmd_accept(struct kz_conn *c, const struct kz_hs_request *req, char *ext
 int kz__pmd_on_data(struct kz_conn *c, const struct kz_event *ev);
 int kz__pmd_send(struct kz_conn *c, unsigned op, const uint8_t *data, size_t len);
 void kz__pmd_free(struct kz_conn *c);
+int kz__pmd_send_msg(struct kz_conn *c, struct kz_msg *m, const uint8_t **bytes, uint32_t *len);
 
 /* server.c: makes sure the end-of-iteration pass (flush, free the dead) runs */
 void kz__server_kick(struct kz_server *s);

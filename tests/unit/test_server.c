@@ -779,6 +779,39 @@ static void deflate_bomb_closes_with_1009(void **state)
     close(fd);
 }
 
+/* Shared mode: a broadcast is compressed once and the same bytes go to every taker. */
+static void deflate_shared_broadcast(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.deflate.enabled = true;
+    f->cfg.deflate_mode = KZ_DEFLATE_SHARED;
+    start(f);
+    int a = open_deflate_client(f);
+    struct kz_conn *ca = f->last_conn;
+    int b = open_deflate_client(f);
+    struct kz_conn *cb = f->last_conn;
+    char text[2000];
+    for (size_t i = 0; i < sizeof(text); i++)
+        text[i] = "{\"price\": 12.5, \"sym\": \"KZE\"} "[i % 32];
+    struct kz_msg *m = kz_msg_new(f->srv, KZ_OP_TEXT, text, sizeof(text));
+    assert_int_equal(kz_conn_send_msg(ca, m), KZ_OK);
+    assert_int_equal(kz_conn_send_msg(cb, m), KZ_OK);
+    kz_msg_unref(m);
+    uint8_t fa[2100], fb[2100], plain[2100];
+    bool eof;
+    assert_int_equal(client_recv(f, a, fa, 2, &eof), 2);
+    assert_int_equal(fa[0], 0xC1);
+    size_t len = fa[1];
+    assert_true(len < 126);
+    assert_int_equal(client_recv(f, a, fa + 2, len, &eof), len);
+    assert_int_equal(client_recv(f, b, fb, len + 2, &eof), len + 2);
+    assert_memory_equal(fa, fb, len + 2);
+    assert_int_equal(client_inflate(fa + 2, len, plain, sizeof(plain)), sizeof(text));
+    assert_memory_equal(plain, text, sizeof(text));
+    close(a);
+    close(b);
+}
+
 static void rsv1_without_deflate_closes_with_1002(void **state)
 {
     struct fixture *f = *state;
@@ -829,6 +862,7 @@ int main(void)
         T(abrupt_drop_reports_1006),
         T(deflate_echo),
         T(deflate_bomb_closes_with_1009),
+        T(deflate_shared_broadcast),
         T(rsv1_without_deflate_closes_with_1002),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
