@@ -4,6 +4,9 @@
  *   kaze bench echo URL [options]     echo throughput and round-trip latency
  *   kaze bench connect URL [options]  handshakes/s, and memory per idle connection
  *
+ * Either may add --deflate: permessage-deflate negotiated on every
+ * connection, every message compressed (see bench_worker.c).
+ *
  * This file parses the options, runs the phases from the main thread (which
  * only sleeps, samples clocks and /proc, and wakes the workers) and prints
  * the report. The traffic itself is in bench_worker.c.
@@ -48,18 +51,20 @@ static void usage(FILE *f)
                "echo: each connection keeps DEPTH messages in flight, sending one more for\n"
                "every echo, and checks each echo's type, length and sequence tag.\n"
                "  -c, --connections N    connections (default 100)\n"
-               "  -s, --size BYTES       payload per message (default 32; K/M suffixes)\n"
+               "  -s, --size BYTES       payload per message (default 32, 1K with --deflate;\n"
+               "                         K/M suffixes)\n"
                "  -d, --depth N          messages in flight per connection (default 8)\n"
                "  -D, --duration SECONDS measured time (default 5)\n"
                "  -n, --messages N       stop after N echoes in total instead\n"
                "      --warmup SECONDS   excluded from the figures first (default 0.5; with -n\n"
                "                         the first 5%% of the messages, or none if 0)\n"
-               "      --binary, --text   message type (default binary)\n"
+               "      --binary, --text   message type (default binary, text with --deflate)\n"
                "\n"
                "connect: opens N connections as fast as possible and measures handshakes/s\n"
                "(TCP connect + WebSocket handshake), then keeps them open idle.\n"
                "  -c, --connections N    connections (default 100)\n"
                "      --hold SECONDS     keep the connections open this long (default 0)\n"
+               "  -s, --size BYTES       with --deflate: the one message's size (default 1K)\n"
                "\n"
                "both:\n"
                "      --concurrency K    handshakes in progress at once (default 100)\n"
@@ -69,6 +74,19 @@ static void usage(FILE *f)
                "                         its RSS growth per connection (/proc/PID/status)\n"
                "      --timeout SECONDS  overall deadline (default: the planned time + 30;\n"
                "                         120 with -n)\n"
+               "      --deflate          permessage-deflate (RFC 7692): offer it, fail unless the\n"
+               "                         server accepts, compress every message sent, inflate\n"
+               "                         compressed echoes (uncompressed ones are taken too).\n"
+               "                         Payloads become JSON-like text (records with the same\n"
+               "                         keys and changing values, cut at --size); text\n"
+               "                         messages of 1K unless set otherwise. connect: each\n"
+               "                         connection exchanges one such message before it counts\n"
+               "                         as open (so the server's compression state exists),\n"
+               "                         then idles; the server CPU per handshake includes it\n"
+               "      --deflate-offer S  offer S instead of the default\n"
+               "                         \"permessage-deflate; client_max_window_bits\" (one\n"
+               "                         permessage-deflate element; implies --deflate)\n"
+               "      --deflate-level N  our compressor's zlib level 0..9 (default 6, zlib's)\n"
                "  -h, --help\n"
                "\n"
                "Connections end with a close handshake (1000). A connection or handshake that\n"
@@ -279,11 +297,48 @@ static void add_stats(struct bench_stats *t, const struct bench_stats *s)
         t->last_open_ns = s->last_open_ns;
     bench_hist_merge(&t->lat, &s->lat);
     bench_hist_merge(&t->hs, &s->hs);
+    t->z_sent_msgs += s->z_sent_msgs;
+    t->z_sent_plain += s->z_sent_plain;
+    t->z_sent_wire += s->z_sent_wire;
+    t->z_echo_msgs += s->z_echo_msgs;
+    t->z_echo_plain += s->z_echo_plain;
+    t->z_echo_wire += s->z_echo_wire;
+    t->z_echo_raw += s->z_echo_raw;
+    if (s->pmd_seen && !t->pmd_seen) {
+        t->pmd_seen = true;
+        t->pmd = s->pmd;
+    }
 }
 
 static double us(uint64_t ns)
 {
     return (double)ns / 1000.0;
+}
+
+static double ratio(uint64_t part, uint64_t whole)
+{
+    return whole ? (double)part / (double)whole : 0;
+}
+
+/* What permessage-deflate agreed to and did (--deflate). */
+static void report_deflate(const struct bench_stats *t)
+{
+    const struct kz_pmd_params *p = &t->pmd;
+    if (t->pmd_seen)
+        printf("  deflate     agreed: server window %u%s, client window %u%s\n",
+               p->server_max_window_bits,
+               p->server_no_context_takeover ? " without context takeover" : "",
+               p->client_max_window_bits,
+               p->client_no_context_takeover ? " without context takeover" : "");
+    double sent = ratio(t->z_sent_wire, t->z_sent_plain);
+    double echo = ratio(t->z_echo_wire, t->z_echo_plain);
+    printf("  compressed  sent %llu messages at %.1f%% of their size; echoes: %llu compressed "
+           "(%.1f%%), %llu not\n",
+           (unsigned long long)t->z_sent_msgs, sent * 100, (unsigned long long)t->z_echo_msgs,
+           echo * 100, (unsigned long long)t->z_echo_raw);
+    printf("bench: deflate_sent_ratio %.3f ratio\n", sent);
+    printf("bench: deflate_echo_ratio %.3f ratio\n", echo);
+    printf("bench: deflate_echoes_uncompressed %llu count\n", (unsigned long long)t->z_echo_raw);
 }
 
 static void report_echo(const struct bench_shared *sh, const struct bench_stats *t,
@@ -299,9 +354,11 @@ static void report_echo(const struct bench_shared *sh, const struct bench_stats 
     double mega = (double)t->msgs / 1e6;
     double client_cpu = sh->end.client_cpu - sh->start.client_cpu;
 
-    printf("kaze bench echo: %s, %zu connection%s, %zu-byte %s messages, depth %u, %u thread%s\n",
+    printf("kaze bench echo: %s, %zu connection%s, %zu-byte %s messages%s, depth %u, %u "
+           "thread%s\n",
            o->host_header, o->conns, o->conns == 1 ? "" : "s", o->size, o->text ? "text" : "binary",
-           o->depth, o->threads, o->threads == 1 ? "" : "s");
+           o->deflate ? " (JSON-like, permessage-deflate)" : "", o->depth, o->threads,
+           o->threads == 1 ? "" : "s");
     printf("  measured    %.2f s, %llu echoes (%llu in the whole run)\n", secs,
            (unsigned long long)t->msgs, (unsigned long long)t->all_msgs);
     printf("  throughput  %.0f msgs/s, %.2f MB/s of payload echoed\n", rate, mbps);
@@ -317,6 +374,8 @@ static void report_echo(const struct bench_shared *sh, const struct bench_stats 
     if (server)
         printf("  server CPU  %.2f s (%.3f s per million echoes; /proc resolution 10 ms)\n",
                server_cpu, server_cpu / mega);
+    if (o->deflate)
+        report_deflate(t);
 
     printf("bench: echo_msgs_per_s %.0f msgs/s\n", rate);
     printf("bench: echo_MB_per_s %.2f MB/s\n", mbps);
@@ -340,6 +399,10 @@ static void report_connect(const struct bench_shared *sh, const struct bench_sta
     double p99 = us(bench_hist_quantile(&t->hs, 0.99));
     printf("kaze bench connect: %s, %zu connections, concurrency %zu, %u thread%s\n",
            o->host_header, o->conns, o->concurrency, o->threads, o->threads == 1 ? "" : "s");
+    if (o->deflate)
+        printf("  deflate     each connection exchanged one %zu-byte compressed %s message, "
+               "then idled\n",
+               o->size, o->text ? "text" : "binary");
     printf("  handshakes  %llu in %.3f s: %.0f handshakes/s\n", (unsigned long long)t->opened, secs,
            rate);
     printf("  handshake   p50 %.1f us, p99 %.1f us, max %.1f us (TCP connect + upgrade)\n", p50,
@@ -355,14 +418,16 @@ static void report_connect(const struct bench_shared *sh, const struct bench_sta
     if (server) {
         cpu_us = (cs->cpu_open - cs->cpu_before) * 1e6 / (double)t->opened;
         rss_per = ((double)cs->rss_held - (double)cs->rss_before) / (double)t->opened;
-        printf("  server CPU  %.2f s for the handshakes: %.1f us per handshake (10 ms "
+        printf("  server CPU  %.2f s for the handshakes%s: %.1f us per handshake (10 ms "
                "resolution)\n",
-               cs->cpu_open - cs->cpu_before, cpu_us);
+               cs->cpu_open - cs->cpu_before, o->deflate ? " and messages" : "", cpu_us);
         printf("  server RSS  %.1f MB before, %.1f MB open, %.1f MB after the hold: %.0f bytes "
-               "per connection\n",
+               "per %sconnection\n",
                (double)cs->rss_before / 1e6, (double)cs->rss_open / 1e6, (double)cs->rss_held / 1e6,
-               rss_per);
+               rss_per, o->deflate ? "idle compressed " : "");
     }
+    if (o->deflate)
+        report_deflate(t);
     printf("bench: connect_handshakes_per_s %.0f hs/s\n", rate);
     printf("bench: connect_p50_us %.1f us\n", p50);
     printf("bench: connect_p99_us %.1f us\n", p99);
@@ -474,6 +539,9 @@ enum {
     OPT_HOST,
     OPT_PORT,
     OPT_PATH,
+    OPT_DEFLATE,
+    OPT_DEFLATE_OFFER,
+    OPT_DEFLATE_LEVEL,
 };
 
 static const struct option longopts[] = {
@@ -494,11 +562,110 @@ static const struct option longopts[] = {
     {"host", required_argument, NULL, OPT_HOST},
     {"port", required_argument, NULL, OPT_PORT},
     {"path", required_argument, NULL, OPT_PATH},
+    {"deflate", no_argument, NULL, OPT_DEFLATE},
+    {"deflate-offer", required_argument, NULL, OPT_DEFLATE_OFFER},
+    {"deflate-level", required_argument, NULL, OPT_DEFLATE_LEVEL},
     {NULL, 0, NULL, 0},
 };
 
-/* One option; `t` collects --host/--port/--path. */
-static void parse_one(int ch, struct bench_opts *o, struct target *t, bool *timeout_set)
+/* What parsing collects besides the options themselves. */
+struct parse_state {
+    struct target over; /* --host, --port, --path */
+    bool timeout_set;
+    bool size_set;
+    bool type_set; /* --text or --binary */
+};
+
+/* A window in an offer: 8..15, nothing else. 0 if `v` is not one. */
+static uint8_t offer_window(const char *v)
+{
+    if (v[0] >= '8' && v[0] <= '9' && v[1] == '\0')
+        return (uint8_t)(v[0] - '0');
+    if (v[0] == '1' && v[1] >= '0' && v[1] <= '5' && v[2] == '\0')
+        return (uint8_t)(10 + v[1] - '0');
+    return 0;
+}
+
+static bool param_is(const struct kz_ext_param *p, const char *name)
+{
+    return p->name.len == strlen(name) && memcmp(p->name.ptr, name, p->name.len) == 0;
+}
+
+/*
+ * Reads the permessage-deflate parameters of --deflate-offer into `off`,
+ * dying on anything kz_pmd_check_response could not judge an answer by.
+ */
+static void read_offer_params(const char *s, const struct kz_ext_offer *ext,
+                              struct kz_pmd_offer *off)
+{
+    static const char *const names[4] = {"server_no_context_takeover", "client_no_context_takeover",
+                                         "server_max_window_bits", "client_max_window_bits"};
+    bool seen[4] = {false};
+    memset(off, 0, sizeof(*off));
+    for (size_t i = 0; i < ext->num_params; i++) {
+        const struct kz_ext_param *p = &ext->params[i];
+        unsigned k = 0;
+        while (k < 4 && !param_is(p, names[k]))
+            k++;
+        if (k == 4 || seen[k])
+            die("--deflate-offer '%s': parameter '%.*s' is %s", s, (int)p->name.len, p->name.ptr,
+                k == 4 ? "not one of permessage-deflate's" : "there twice");
+        seen[k] = true;
+        if ((k <= 1 && p->has_value) || (k == 2 && !p->has_value))
+            die("--deflate-offer '%s': %s %s", s, names[k],
+                k <= 1 ? "takes no value" : "needs a value");
+        char v[8];
+        uint8_t bits = 0;
+        if (p->has_value && (kz_ext_param_value(p, v, sizeof(v)) < 0 || !(bits = offer_window(v))))
+            die("--deflate-offer '%s': %s wants a window of 8..15", s, names[k]);
+        if (k == 0)
+            off->server_no_context_takeover = true;
+        else if (k == 1)
+            off->client_no_context_takeover = true;
+        else if (k == 2)
+            off->server_max_window_bits = bits;
+        else if (bits)
+            off->client_max_window_bits = bits;
+        else {
+            off->client_max_window_bits = 15;
+            off->client_max_window_bits_bare = true;
+        }
+    }
+}
+
+/*
+ * --deflate-offer: one permessage-deflate element, sent as written and
+ * parsed into o->pmd, which the server's answer is judged against.
+ */
+static void parse_offer(struct bench_opts *o, const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0)
+        die("--deflate-offer: empty (leave out --deflate to offer nothing)");
+    if (len >= sizeof(o->deflate_offer))
+        die("--deflate-offer: longer than %zu bytes", sizeof(o->deflate_offer) - 1);
+    struct kz_header h = {{"Sec-WebSocket-Extensions", 24}, {s, len}};
+    struct kz_hs_iter it = {0, 0};
+    struct kz_ext_offer ext;
+    int r = kz_hs_next_extension(&h, 1, &it, &ext);
+    if (r <= 0)
+        die("--deflate-offer '%s': %s", s,
+            r == 0 ? "empty" : "not an extension offer (RFC 6455 9.1)");
+    if (!(ext.name.len == 18 && memcmp(ext.name.ptr, "permessage-deflate", 18) == 0))
+        die("--deflate-offer '%s': offers '%.*s', not permessage-deflate", s, (int)ext.name.len,
+            ext.name.ptr);
+    read_offer_params(s, &ext, &o->pmd);
+    if (kz_hs_next_extension(&h, 1, &it, &ext) != 0)
+        die("--deflate-offer '%s': one permessage-deflate element only", s);
+    char canon[KZ_PMD_ELEMENT_MAX];
+    if (kz_pmd_write_offer(canon, sizeof(canon), &o->pmd) < 0)
+        die("--deflate-offer '%s': not a valid permessage-deflate offer", s);
+    memcpy(o->deflate_offer, s, len + 1);
+    o->deflate = true;
+}
+
+/* One option. */
+static void parse_one(int ch, struct bench_opts *o, struct parse_state *ps)
 {
     switch (ch) {
     case 'c':
@@ -506,6 +673,7 @@ static void parse_one(int ch, struct bench_opts *o, struct target *t, bool *time
         break;
     case 's':
         o->size = cli_size("--size", optarg);
+        ps->size_set = true;
         break;
     case 'd':
         o->depth = (unsigned)cli_uint("--depth", optarg, 1u << 16);
@@ -524,9 +692,11 @@ static void parse_one(int ch, struct bench_opts *o, struct target *t, bool *time
         exit(0);
     case OPT_BINARY:
         o->text = false;
+        ps->type_set = true;
         break;
     case OPT_TEXT:
         o->text = true;
+        ps->type_set = true;
         break;
     case OPT_WARMUP:
         o->warmup = parse_seconds("--warmup", optarg);
@@ -543,16 +713,25 @@ static void parse_one(int ch, struct bench_opts *o, struct target *t, bool *time
         break;
     case OPT_TIMEOUT:
         o->timeout = parse_seconds("--timeout", optarg);
-        *timeout_set = true;
+        ps->timeout_set = true;
         break;
     case OPT_HOST:
-        snprintf(t->host, sizeof(t->host), "%s", optarg);
+        snprintf(ps->over.host, sizeof(ps->over.host), "%s", optarg);
         break;
     case OPT_PORT:
-        t->port = (unsigned)cli_uint("--port", optarg, 65535);
+        ps->over.port = (unsigned)cli_uint("--port", optarg, 65535);
         break;
     case OPT_PATH:
-        snprintf(t->path, sizeof(t->path), "%s", optarg);
+        snprintf(ps->over.path, sizeof(ps->over.path), "%s", optarg);
+        break;
+    case OPT_DEFLATE:
+        o->deflate = true;
+        break;
+    case OPT_DEFLATE_OFFER:
+        parse_offer(o, optarg);
+        break;
+    case OPT_DEFLATE_LEVEL:
+        o->deflate_level = (uint8_t)cli_uint("--deflate-level", optarg, 9);
         break;
     default:
         usage(stderr);
@@ -560,9 +739,26 @@ static void parse_one(int ch, struct bench_opts *o, struct target *t, bool *time
     }
 }
 
-/* Values that make no sense together, and the descriptors the run needs. */
-static void check_opts(struct bench_opts *o, bool timeout_set)
+/* --deflate's defaults: the browsers' offer, 1K of text. */
+static void set_deflate_defaults(struct bench_opts *o, const struct parse_state *ps)
 {
+    if (o->deflate_offer[0] == '\0') {
+        kz_pmd_offer_default(&o->pmd);
+        if (kz_pmd_write_offer(o->deflate_offer, sizeof(o->deflate_offer), &o->pmd) < 0)
+            die("cannot write the default permessage-deflate offer");
+    }
+    if (!ps->size_set)
+        o->size = 1024;
+    if (!ps->type_set)
+        o->text = true;
+}
+
+/* Values that make no sense together, and the descriptors the run needs. */
+static void check_opts(struct bench_opts *o, const struct parse_state *ps)
+{
+    bool timeout_set = ps->timeout_set;
+    if (o->deflate)
+        set_deflate_defaults(o, ps);
     if (o->conns == 0)
         die("--connections must be at least 1");
     if (o->depth == 0)
@@ -599,23 +795,23 @@ static void check_opts(struct bench_opts *o, bool timeout_set)
 static void parse_opts(int argc, char **argv, struct bench_opts *o)
 {
     struct target t = {.port = 80};
-    struct target over = {.port = 0};
-    bool timeout_set = false;
+    struct parse_state ps = {.over = {.port = 0}};
+    const struct target *over = &ps.over;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:s:d:D:n:t:h", longopts, NULL)) != -1)
-        parse_one(ch, o, &over, &timeout_set);
+        parse_one(ch, o, &ps);
     if (optind < argc)
         parse_url(argv[optind++], &t);
     if (optind < argc)
         die("unexpected argument '%s'", argv[optind]);
-    if (over.host[0])
-        memcpy(t.host, over.host, sizeof(t.host));
-    if (over.port)
-        t.port = over.port;
-    if (over.path[0])
-        memcpy(t.path, over.path, sizeof(t.path));
+    if (over->host[0])
+        memcpy(t.host, over->host, sizeof(t.host));
+    if (over->port)
+        t.port = over->port;
+    if (over->path[0])
+        memcpy(t.path, over->path, sizeof(t.path));
     set_target(o, &t);
-    check_opts(o, timeout_set);
+    check_opts(o, &ps);
 }
 
 /* ------------------------------------------------------------------------
@@ -726,6 +922,7 @@ int cmd_bench(int argc, char **argv)
         .warmup = 0.5,
         .threads = 1,
         .concurrency = 100,
+        .deflate_level = 6,
     };
     if (strcmp(argv[1], "echo") == 0)
         o.mode = BENCH_ECHO;

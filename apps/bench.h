@@ -4,7 +4,8 @@
  *                   the report;
  *   bench_worker.c  one event loop per thread with its share of the
  *                   connections: connect, handshake, echo traffic, close;
- *   bench_util.c    latency histogram, mask-key generator, clocks, /proc.
+ *   bench_util.c    latency histogram, mask-key generator, the JSON-like
+ *                   text of compressed runs, clocks, /proc.
  *
  * Threads. The main thread never touches a loop: it moves the run from
  * phase to phase through `bench_shared.phase` and wakes every worker with
@@ -21,6 +22,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "kaze/deflate.h"
 #include "kaze/handshake.h"
 
 /* ------------------------------------------------------------------------
@@ -84,6 +86,31 @@ static inline uint64_t bench_rng_next(struct bench_rng *r)
 }
 
 /* ------------------------------------------------------------------------
+ * Text for compressed runs (--deflate). A payload that compresses like real
+ * traffic: JSON records with the same keys over and over (what a window
+ * matches) and values that change per record (what it cannot), e.g.
+ *   {"id":1045,"ts":1700000051123,"type":"trade","symbol":"ETH-USD",
+ *    "side":"buy","price":2231.07,"qty":0.125,"user":"u04821"},
+ * Values come from a splitmix64 stream seeded per thread; the id counts up
+ * and the timestamp creeps forward, as in a feed. Writing a record costs a
+ * few dozen stores, no allocation and no printf.
+ */
+struct bench_text {
+    struct bench_rng rng;
+    uint64_t id; /* the next record's id */
+    uint64_t ts; /* the next record's timestamp, in milliseconds */
+};
+
+/* The most bench_text_records() writes past `end`: less than one record. */
+#define BENCH_TEXT_SLACK 256
+
+/*
+ * Writes records from `p` until `end` is reached or passed (by less than
+ * BENCH_TEXT_SLACK bytes, which the caller's buffer must have room for).
+ */
+void bench_text_records(struct bench_text *g, uint8_t *p, const uint8_t *end);
+
+/* ------------------------------------------------------------------------
  * Clocks and /proc
  */
 
@@ -124,6 +151,15 @@ struct bench_opts {
     double hold;        /* connect: seconds to keep the connections idle */
     double timeout;     /* overall deadline in seconds */
     long server_pid;    /* 0: none */
+    /*
+     * --deflate: offer permessage-deflate, fail unless the server accepts,
+     * compress every message sent and inflate the compressed echoes. In
+     * connect mode each connection exchanges one compressed message.
+     */
+    bool deflate;
+    uint8_t deflate_level;   /* our compressor's zlib level (default 6) */
+    char deflate_offer[256]; /* the Sec-WebSocket-Extensions value sent */
+    struct kz_pmd_offer pmd; /* the same, parsed: what the answer is judged against */
 };
 
 /* ------------------------------------------------------------------------
@@ -177,6 +213,16 @@ struct bench_stats {
     uint64_t last_open_ns;   /* the last handshake completed */
     struct bench_hist lat;   /* echo round trips in the window */
     struct bench_hist hs;    /* connect + handshake times */
+    /* --deflate, over the whole run (connect mode: the one message each) */
+    uint64_t z_sent_msgs;  /* messages compressed and sent */
+    uint64_t z_sent_plain; /* their payload bytes */
+    uint64_t z_sent_wire;  /* their compressed bytes */
+    uint64_t z_echo_msgs;  /* echoes that came compressed */
+    uint64_t z_echo_plain; /* their payload bytes, inflated */
+    uint64_t z_echo_wire;  /* their compressed bytes */
+    uint64_t z_echo_raw;   /* echoes that came uncompressed */
+    bool pmd_seen;         /* `pmd` holds what a server answered */
+    struct kz_pmd_params pmd;
 };
 
 /*

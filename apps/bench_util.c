@@ -1,4 +1,4 @@
-/* kaze bench: histogram, mask-key seed, clocks and the /proc readers. */
+/* kaze bench: histogram, mask-key seed, compressible text, clocks and the /proc readers. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -58,6 +58,88 @@ int bench_rng_seed(struct bench_rng *r)
     memcpy(&r->state, seed, sizeof(seed));
     return KZ_OK;
 }
+
+/* ------------------------------------------------------------------------
+ * Text for compressed runs
+ */
+
+static const char *const text_types[4] = {"trade", "quote", "cancel", "fill"};
+
+/* Symbols and their prices in cents, around which each record's price moves. */
+static const struct {
+    const char *name;
+    uint32_t cents;
+} text_symbols[8] = {
+    {"BTC-USD", 4312500}, {"ETH-USD", 223107}, {"SOL-USD", 10245}, {"ADA-USD", 58},
+    {"XRP-USD", 61},      {"DOGE-USD", 9},     {"AVAX-USD", 3721}, {"LINK-USD", 1463},
+};
+
+#define PUT_LIT(p, s) ((p) = (uint8_t *)memcpy((p), (s), sizeof(s) - 1) + sizeof(s) - 1)
+
+static uint8_t *put_str(uint8_t *p, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* `v` in decimal, at least `width` digits (zero-padded). */
+static uint8_t *put_uint(uint8_t *p, uint64_t v, unsigned width)
+{
+    uint8_t tmp[20];
+    unsigned n = 0;
+    do {
+        tmp[n++] = (uint8_t)('0' + v % 10);
+        v /= 10;
+    } while (v || n < width);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* `v` / 10^`decimals`, with exactly that many decimals. */
+static uint8_t *put_fixed(uint8_t *p, uint64_t v, unsigned decimals)
+{
+    uint64_t scale = decimals == 2 ? 100 : 1000;
+    p = put_uint(p, v / scale, 1);
+    *p++ = '.';
+    return put_uint(p, v % scale, decimals);
+}
+
+void bench_text_records(struct bench_text *g, uint8_t *p, const uint8_t *end)
+{
+    while (p < end) {
+        /* One draw decides a record: 2 + 3 + 1 + 16 + 16 + 17 + 7 bits. */
+        uint64_t r = bench_rng_next(&g->rng);
+        unsigned sym = (r >> 2) & 7;
+        uint64_t cents = text_symbols[sym].cents;
+        /* +-1% around the symbol's price, in 65536 steps. */
+        uint64_t swing = cents / 50 + 1;
+        cents = cents - swing / 2 + ((r >> 6) & 0xffff) * swing / 0x10000;
+        PUT_LIT(p, "{\"id\":");
+        p = put_uint(p, g->id++, 1);
+        PUT_LIT(p, ",\"ts\":");
+        p = put_uint(p, g->ts, 1);
+        g->ts += (r >> 55) & 0x7f;
+        PUT_LIT(p, ",\"type\":\"");
+        p = put_str(p, text_types[r & 3]);
+        PUT_LIT(p, "\",\"symbol\":\"");
+        p = put_str(p, text_symbols[sym].name);
+        PUT_LIT(p, "\",\"side\":\"");
+        p = (r >> 5) & 1 ? put_str(p, "buy") : put_str(p, "sell");
+        PUT_LIT(p, "\",\"price\":");
+        p = put_fixed(p, cents, 2);
+        PUT_LIT(p, ",\"qty\":");
+        p = put_fixed(p, ((r >> 22) & 0xffff) + 1, 3);
+        PUT_LIT(p, ",\"user\":\"u");
+        p = put_uint(p, ((r >> 38) & 0x1ffff) % 100000, 5);
+        PUT_LIT(p, "\"},");
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Clocks and /proc
+ */
 
 uint64_t bench_now_ns(void)
 {

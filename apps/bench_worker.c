@@ -17,9 +17,25 @@
  * message, and the clock is read once per send and once per read.
  *
  * Checking. Echoes come back in order on each connection, so the n-th echo
- * must carry message n's tag in its first 8 bytes, have its length and its
- * opcode. Its round trip is measured against the time its send() was made,
- * kept in a ring of `depth` slots.
+ * must carry message n's tag (in its first 8 bytes; with --deflate, bytes
+ * 8..15, inside the JSON), have its length and its opcode. Its round trip
+ * is measured against the time its send() was made, kept in a ring of
+ * `depth` slots.
+ *
+ * Compression (--deflate). The connection's offer is judged with
+ * kz_pmd_check_response(); each connection then has a kz_deflater for what
+ * it sends (the client window and context takeover agreed) and a
+ * kz_inflater for what it receives (the server's). A message is written as
+ * JSON-like text into the worker's scratch buffer (bench_text_records),
+ * compressed, and its compressed bytes masked straight into the output
+ * buffer behind a header with RSV1. Echoes with RSV1 are inflated piece by
+ * piece as the parser hands them out (the inflater bounds them by the size
+ * sent); echoes without it are taken as they are, since servers leave small
+ * messages uncompressed. The deflater's and inflater's buffers are kept from
+ * message to message, so compression allocates nothing per message either.
+ * In connect mode the one exchange a connection makes before idling counts
+ * as part of its opening: it holds a slot of --concurrency until the echo is
+ * back, and then the deflater and inflater are freed.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -29,6 +45,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "kaze/deflate.h"
 #include "kaze/frame.h"
 #include "kaze/handshake.h"
 #include "kaze/loop.h"
@@ -52,6 +69,10 @@
 #define CLOSE_TIMEOUT_MS 5000
 #define ERRORS_SHOWN     5
 #define TAG_LEN          8
+/* Where the tag sits in a compressed run's text: {"seq":"TAGTAGTA","events":[... */
+#define TEXT_TAG_OFF 8
+/* Our compressor's zlib memLevel: zlib's default. */
+#define DEFLATE_MEM_LEVEL 8
 
 enum conn_state {
     C_IDLE = 0,   /* not started */
@@ -68,6 +89,9 @@ struct bconn {
     struct kz_io io;
     struct bench_worker *w;
     struct kz_parser *parser;
+    /* --deflate: the compressor of what we send, the decompressor of what the server sends */
+    struct kz_deflater *zout;
+    struct kz_inflater *zin;
     uint8_t *out;      /* frames waiting for send(): [out_head, out_tail) */
     uint64_t *sent_at; /* echo mode: send time of each message in flight, a ring */
     char *hs;          /* the handshake's request, then its response; freed once open */
@@ -81,7 +105,10 @@ struct bconn {
     uint32_t rx_seq; /* echoes received */
     uint32_t tx_slot, rx_slot;
     uint8_t state;
-    bool we_closed; /* the close handshake was ours (a clean end), not the server's */
+    bool we_closed;  /* the close handshake was ours (a clean end), not the server's */
+    bool opening;    /* counted in the worker's `connecting` */
+    bool exchanging; /* connect --deflate: the one message is out, its echo not back */
+    bool rx_zipped;  /* the echo being received is compressed */
     uint8_t carry_len;
     char key[KZ_HS_KEY_LEN + 1];
     uint8_t rx_tag[TAG_LEN];
@@ -107,14 +134,21 @@ struct bench_worker {
     bool closing;  /* closing (or aborting): no new connections, no new messages */
     bool finished; /* every connection is done: the thread may end */
     unsigned errors_shown;
+    size_t nready; /* connections open (connect --deflate: and done with their exchange) */
     uint8_t opcode;
-    uint32_t frame_len; /* header + payload of one message */
+    uint32_t frame_len; /* header + payload of one message (--deflate: the most it can be) */
     uint32_t out_cap;
+    uint32_t ring;  /* slots of a connection's sent_at ring */
+    size_t tag_off; /* where the sequence tag sits in a message */
+    size_t tag_len; /* its bytes that fit in a message (8, or fewer in tiny ones) */
+    size_t zbound;  /* --deflate: the most a compressed message may take */
     struct kz_parser_config pcfg;
     struct kz_hs_client_request req;
     struct bench_rng rng;
     uint8_t *rbuf;
     uint8_t *payload; /* the payload template, unmasked */
+    uint8_t *text;    /* --deflate: a message's text, before it is compressed */
+    struct bench_text gen;
     struct bench_stats st;
 };
 
@@ -156,14 +190,19 @@ __attribute__((format(printf, 2, 3))) static void conn_fatal(struct bconn *c, co
 __attribute__((format(printf, 2, 3))) static void conn_error(struct bconn *c, const char *fmt, ...)
 {
     struct bench_worker *w = c->w;
+    char msg[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    /* Still opening (connect --deflate's one exchange): as fatal as a failed handshake. */
+    if (c->opening) {
+        conn_fatal(c, "%s", msg);
+        return;
+    }
     w->st.errors++;
     if (w->errors_shown < ERRORS_SHOWN) {
         w->errors_shown++;
-        char msg[320];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
         fprintf(stderr, "kaze bench: connection %u: %s\n", c->id, msg);
     }
     conn_drop(c);
@@ -187,10 +226,14 @@ static void conn_free_buffers(struct bconn *c)
     kz_parser_free(c->parser);
     free(c->out);
     free(c->sent_at);
+    kz_deflater_free(c->zout);
+    kz_inflater_free(c->zin);
     c->hs = NULL;
     c->parser = NULL;
     c->out = NULL;
     c->sent_at = NULL;
+    c->zout = NULL;
+    c->zin = NULL;
 }
 
 /* Closes the socket and frees what the connection holds; idempotent. */
@@ -199,8 +242,9 @@ static void conn_drop(struct bconn *c)
     struct bench_worker *w = c->w;
     if (c->state == C_IDLE || c->state == C_DONE)
         return;
-    if (c->state <= C_HS_RECV)
+    if (c->opening)
         w->connecting--;
+    c->opening = false;
     int fd = c->io.fd;
     kz_io_stop(w->loop, &c->io);
     close(fd);
@@ -245,6 +289,7 @@ static void conn_start(struct bconn *c)
         return;
     }
     c->state = C_CONNECTING;
+    c->opening = true;
     w->connecting++;
     w->live++;
 }
@@ -318,15 +363,59 @@ static void conn_connected(struct bconn *c)
 
 static void conn_input(struct bconn *c, uint8_t *buf, size_t len);
 
-/* The 101 is good: from here on the connection speaks frames. */
-static void conn_opened(struct bconn *c, const char *extra, size_t extra_len)
+/* The connection is all the way open: it no longer counts as a handshake in progress. */
+static void conn_ready(struct bconn *c)
+{
+    struct bench_worker *w = c->w;
+    c->opening = false;
+    w->connecting--;
+    if (++w->nready == w->n)
+        atomic_fetch_add(&w->sh->ready, 1);
+    worker_start_more(w);
+}
+
+/* --deflate: a compressor and a decompressor as agreed in the handshake. */
+static bool conn_setup_deflate(struct bconn *c, const struct kz_pmd_params *pmd)
+{
+    struct bench_worker *w = c->w;
+    const struct bench_opts *o = w->o;
+    struct kz_deflate_config dc = {
+        .window_bits = pmd->client_max_window_bits,
+        .level = o->deflate_level,
+        .mem_level = DEFLATE_MEM_LEVEL,
+        .no_context_takeover = pmd->client_no_context_takeover,
+    };
+    /* An echo that inflates to more than was sent is wrong: stop inflating there. */
+    struct kz_inflate_config ic = {
+        .window_bits = pmd->server_max_window_bits,
+        .no_context_takeover = pmd->server_no_context_takeover,
+        .max_message = o->size ? o->size : 1,
+    };
+    c->zout = kz_deflater_new(&dc, NULL);
+    c->zin = kz_inflater_new(&ic, NULL);
+    if (!c->zout || !c->zin) {
+        conn_fatal(c, "setting up compression: %s", kz_strerror(KZ_ERR_NOMEM));
+        return false;
+    }
+    if (!w->st.pmd_seen) {
+        w->st.pmd_seen = true;
+        w->st.pmd = *pmd;
+    }
+    return true;
+}
+
+/*
+ * The 101 is good: from here on the connection speaks frames. `pmd` is what
+ * permessage-deflate agreed to (NULL without --deflate).
+ */
+static void conn_opened(struct bconn *c, const char *extra, size_t extra_len,
+                        const struct kz_pmd_params *pmd)
 {
     struct bench_worker *w = c->w;
     uint64_t now = bench_now_ns();
     bench_hist_add(&w->st.hs, now - c->t_start);
     w->st.opened++;
     w->st.last_open_ns = now;
-    w->connecting--;
     /* Frames that came with the 101 are parsed from the worker's buffer like any others. */
     memcpy(w->rbuf, extra, extra_len);
     free(c->hs);
@@ -336,22 +425,52 @@ static void conn_opened(struct bconn *c, const char *extra, size_t extra_len)
     c->parser = kz_parser_new(&w->pcfg, NULL);
     c->out = malloc(w->out_cap);
     c->out_cap = w->out_cap;
-    if (w->o->mode == BENCH_ECHO)
-        c->sent_at = calloc(w->o->depth, sizeof(*c->sent_at));
-    if (!c->parser || !c->out || (w->o->mode == BENCH_ECHO && !c->sent_at)) {
+    if (w->ring)
+        c->sent_at = calloc(w->ring, sizeof(*c->sent_at));
+    if (!c->parser || !c->out || (w->ring && !c->sent_at)) {
         conn_fatal(c, "%s", kz_strerror(KZ_ERR_NOMEM));
         return;
     }
+    if (pmd && !conn_setup_deflate(c, pmd))
+        return;
     if (!conn_set_events(c, KZ_IO_READ))
         return;
-    if (w->st.opened == w->n)
-        atomic_fetch_add(&w->sh->ready, 1);
-    worker_start_more(w);
-    if (extra_len) {
-        conn_input(c, w->rbuf, extra_len);
-        if (c->state != C_DONE)
-            conn_pump(c);
+    if (w->o->mode == BENCH_CONNECT && w->o->deflate) {
+        /* One compressed message out and back before the connection counts as open. */
+        c->exchanging = true;
+        c->owed = 1;
+    } else {
+        conn_ready(c);
     }
+    if (extra_len)
+        conn_input(c, w->rbuf, extra_len);
+    if (c->state != C_DONE && (extra_len || c->owed))
+        conn_pump(c);
+}
+
+/* --deflate: the server's answer to our offer. False (and the run failed) unless it accepted. */
+static bool conn_check_deflate(struct bconn *c, const struct kz_hs_response *resp,
+                               struct kz_pmd_params *pmd)
+{
+    const struct bench_opts *o = c->w->o;
+    int rc = kz_pmd_check_response(resp->headers, resp->num_headers, &o->pmd, pmd);
+    if (rc == 1)
+        return true;
+    struct kz_str ext = kz_hs_header(resp->headers, resp->num_headers, "Sec-WebSocket-Extensions");
+    if (rc == 0 && ext.len == 0)
+        conn_fatal(c,
+                   "the server did not accept permessage-deflate (--deflate): it answered "
+                   "no Sec-WebSocket-Extensions to \"%s\"",
+                   o->deflate_offer);
+    else if (rc == 0)
+        conn_fatal(c,
+                   "the server did not accept permessage-deflate (--deflate): it answered "
+                   "\"%.*s\" to \"%s\"",
+                   (int)ext.len, ext.ptr, o->deflate_offer);
+    else
+        conn_fatal(c, "handshake: %s: the server answered \"%.*s\" to \"%s\"", kz_strerror(rc),
+                   (int)ext.len, ext.ptr, o->deflate_offer);
+    return false;
 }
 
 static void conn_hs_recv(struct bconn *c)
@@ -390,7 +509,10 @@ static void conn_hs_recv(struct bconn *c)
         conn_fatal(c, "handshake: %s", kz_strerror(rc));
         return;
     }
-    conn_opened(c, c->hs + r, c->hs_len - (size_t)r);
+    struct kz_pmd_params pmd;
+    if (w->o->deflate && !conn_check_deflate(c, &resp, &pmd))
+        return;
+    conn_opened(c, c->hs + r, c->hs_len - (size_t)r, w->o->deflate ? &pmd : NULL);
 }
 
 /* ------------------------------------------------------------------------
@@ -420,8 +542,8 @@ static void conn_compact(struct bconn *c)
     c->out_head = 0;
 }
 
-/* Builds message number tx_seq at `p`: header, masked template, masked tag. */
-static void conn_write_message(struct bconn *c, uint8_t *p)
+/* Builds message number tx_seq at `p`: header, masked template, masked tag. Returns its size. */
+static size_t conn_write_plain(struct bconn *c, uint8_t *p)
 {
     struct bench_worker *w = c->w;
     size_t size = w->o->size;
@@ -435,24 +557,81 @@ static void conn_write_message(struct bconn *c, uint8_t *p)
     size_t n = size < TAG_LEN ? size : TAG_LEN;
     for (size_t i = 0; i < n; i++)
         d[i] = tag[i] ^ key[i & 3];
+    return w->frame_len;
 }
 
-/* Queues as many owed messages as fit, all stamped with `now`. */
-static void conn_fill(struct bconn *c, uint64_t now)
+/*
+ * --deflate: the text of message `seq` into w->text, `size` bytes:
+ * {"seq":"TAGTAGTA","events":[{record},{record},... cut where the size ends.
+ */
+static void worker_write_text(struct bench_worker *w, uint32_t seq)
+{
+    static const char head[] = "{\"seq\":\"";
+    static const char events[] = "\",\"events\":[";
+    uint8_t *p = w->text;
+    memcpy(p, head, TEXT_TAG_OFF);
+    seq_tag(seq, p + TEXT_TAG_OFF);
+    p += TEXT_TAG_OFF + TAG_LEN;
+    memcpy(p, events, sizeof(events) - 1);
+    p += sizeof(events) - 1;
+    bench_text_records(&w->gen, p, w->text + w->o->size);
+}
+
+/*
+ * --deflate: writes message tx_seq's text, compresses it, and builds the
+ * frame at `p` (header with RSV1, compressed bytes masked on the copy).
+ * Returns its size, or 0 if the connection had to be dropped.
+ */
+static size_t conn_write_zipped(struct bconn *c, uint8_t *p)
+{
+    struct bench_worker *w = c->w;
+    size_t size = w->o->size;
+    worker_write_text(w, c->tx_seq);
+    const uint8_t *z;
+    size_t zlen;
+    int rc = kz_deflate_message(c->zout, w->text, size, &z, &zlen);
+    if (rc != KZ_OK) {
+        conn_error(c, "compressing message %u: %s", c->tx_seq, kz_strerror(rc));
+        return 0;
+    }
+    if (zlen > w->zbound) {
+        conn_error(c, "message %u compressed to %zu bytes, over the %zu reserved for it", c->tx_seq,
+                   zlen, w->zbound);
+        return 0;
+    }
+    uint8_t key[4];
+    next_mask_key(w, key);
+    size_t hl = kz_frame_write_header(p, w->opcode, true, KZ_RSV1, zlen, key);
+    kz_mask_copy(p + hl, z, zlen, key, 0);
+    w->st.z_sent_msgs++;
+    w->st.z_sent_plain += size;
+    w->st.z_sent_wire += zlen;
+    return hl + zlen;
+}
+
+/*
+ * Queues as many owed messages as fit, all stamped with `now` (room is
+ * judged by the largest a frame can be). False if the connection was dropped.
+ */
+static bool conn_fill(struct bconn *c, uint64_t now)
 {
     struct bench_worker *w = c->w;
     uint32_t limit = c->out_cap - CTRL_RESERVE;
     if (c->out_tail + w->frame_len > limit)
         conn_compact(c);
     while (c->owed && c->out_tail + w->frame_len <= limit) {
-        conn_write_message(c, c->out + c->out_tail);
-        c->out_tail += w->frame_len;
+        uint8_t *p = c->out + c->out_tail;
+        size_t n = w->o->deflate ? conn_write_zipped(c, p) : conn_write_plain(c, p);
+        if (n == 0)
+            return false;
+        c->out_tail += (uint32_t)n;
         c->sent_at[c->tx_slot] = now;
-        if (++c->tx_slot == w->o->depth)
+        if (++c->tx_slot == w->ring)
             c->tx_slot = 0;
         c->tx_seq++;
         c->owed--;
     }
+    return true;
 }
 
 /* Sends what is queued; false if the connection was dropped. */
@@ -480,7 +659,7 @@ static bool conn_flush(struct bconn *c)
 
 static bool conn_can_send(const struct bconn *c)
 {
-    return c->w->sending && c->state == C_OPEN;
+    return (c->w->sending || c->exchanging) && c->state == C_OPEN;
 }
 
 /* Ask for KZ_IO_WRITE only while something waits for room in the socket. */
@@ -496,8 +675,8 @@ static void conn_update_events(struct bconn *c)
 static void conn_pump(struct bconn *c)
 {
     for (int round = 0; round < PUMP_ROUNDS; round++) {
-        if (c->owed && conn_can_send(c))
-            conn_fill(c, bench_now_ns());
+        if (c->owed && conn_can_send(c) && !conn_fill(c, bench_now_ns()))
+            return;
         if (c->out_head == c->out_tail)
             break;
         if (!conn_flush(c))
@@ -530,6 +709,18 @@ static bool conn_queue_control(struct bconn *c, unsigned op, const uint8_t *data
  * Input
  */
 
+/* connect --deflate: the one exchange is over; the connection idles from here. */
+static void conn_exchanged(struct bconn *c)
+{
+    c->exchanging = false;
+    /* What an idle client need not keep: thousands of them would cost gigabytes. */
+    kz_deflater_free(c->zout);
+    kz_inflater_free(c->zin);
+    c->zout = NULL;
+    c->zin = NULL;
+    conn_ready(c);
+}
+
 /* The last echo of message rx_seq has arrived whole: check it and time it. */
 static bool conn_echo_done(struct bconn *c, uint64_t now, bool measuring)
 {
@@ -546,15 +737,19 @@ static bool conn_echo_done(struct bconn *c, uint64_t now, bool measuring)
     }
     uint8_t tag[TAG_LEN];
     seq_tag(c->rx_seq, tag);
-    if (memcmp(c->rx_tag, tag, size < TAG_LEN ? size : TAG_LEN) != 0) {
+    if (memcmp(c->rx_tag, tag, w->tag_len) != 0) {
         conn_error(c, "echo %u does not carry what message %u carried (lost or reordered)",
                    c->rx_seq, c->rx_seq);
         return false;
     }
     uint64_t sent = c->sent_at[c->rx_slot];
-    if (++c->rx_slot == w->o->depth)
+    if (++c->rx_slot == w->ring)
         c->rx_slot = 0;
     c->rx_seq++;
+    if (c->exchanging) {
+        conn_exchanged(c);
+        return true;
+    }
     w->st.all_msgs++;
     if (measuring) {
         bench_hist_add(&w->st.lat, now > sent ? now - sent : 0);
@@ -566,33 +761,67 @@ static bool conn_echo_done(struct bconn *c, uint64_t now, bool measuring)
     return true;
 }
 
+/* Takes the next `len` bytes of an echo's payload (inflated): counts them, keeps the tag's. */
+static void conn_take(struct bconn *c, const uint8_t *data, size_t len)
+{
+    size_t off = c->w->tag_off;
+    uint64_t at = c->rx_len;
+    if (at < off + TAG_LEN && at + len > off) {
+        size_t from = at < off ? off - (size_t)at : 0; /* in `data` */
+        size_t to = (size_t)at + from - off;           /* in the tag */
+        size_t n = len - from < TAG_LEN - to ? len - from : TAG_LEN - to;
+        memcpy(c->rx_tag + to, data + from, n);
+    }
+    c->rx_len += len;
+}
+
 /* A piece of an echo (frames mode hands payload out as it arrives). */
 static bool conn_data(struct bconn *c, const struct kz_event *ev, uint64_t now, bool measuring)
 {
     struct bench_worker *w = c->w;
-    if (w->o->mode != BENCH_ECHO) {
+    if (w->o->mode != BENCH_ECHO && !c->exchanging) {
         conn_error(c, "the server sent a data message on an idle connection");
         return false;
     }
     if (ev->first) {
         c->rx_len = 0;
+        c->rx_zipped = (ev->rsv & KZ_RSV1) != 0;
         if (ev->opcode != w->opcode) {
             conn_error(c, "echo %u came back as %s", c->rx_seq,
                        ev->opcode == KZ_OP_TEXT ? "text" : "binary");
             return false;
         }
     }
-    if (c->rx_len < TAG_LEN) {
-        size_t n = TAG_LEN - (size_t)c->rx_len;
-        memcpy(c->rx_tag + c->rx_len, ev->data, ev->len < n ? ev->len : n);
+    const uint8_t *d = ev->data;
+    size_t n = ev->len;
+    if (c->rx_zipped) {
+        w->st.z_echo_wire += ev->len;
+        int rc = kz_inflate_piece(c->zin, ev->data, ev->len, ev->fin, &d, &n);
+        if (rc != KZ_OK) {
+            conn_error(c, "echo %u: %s", c->rx_seq, kz_strerror(rc));
+            return false;
+        }
     }
-    c->rx_len += ev->len;
-    return ev->fin ? conn_echo_done(c, now, measuring) : true;
+    conn_take(c, d, n);
+    if (!ev->fin)
+        return true;
+    if (c->rx_zipped) {
+        w->st.z_echo_msgs++;
+        w->st.z_echo_plain += c->rx_len;
+    } else if (w->o->deflate) {
+        w->st.z_echo_raw++;
+    }
+    return conn_echo_done(c, now, measuring);
 }
 
 /* The server's close frame: the answer to ours, or a close of its own. */
 static void conn_peer_close(struct bconn *c, const struct kz_event *ev)
 {
+    if (c->opening) {
+        conn_fatal(c, "the server closed the connection (%u %.*s) before the echo came back",
+                   ev->close_code, (int)ev->close_reason.len, ev->close_reason.ptr);
+        return;
+    }
     if (c->state == C_CLOSING) {
         c->we_closed = true;
         c->state = C_DRAIN;
@@ -679,7 +908,7 @@ static void conn_input(struct bconn *c, uint8_t *buf, size_t len)
     bool measuring = atomic_load_explicit(&w->sh->phase, memory_order_relaxed) == PHASE_MEASURE;
     uint64_t before = w->st.all_msgs;
     conn_parse(c, buf, len, now, measuring);
-    if (w->o->messages && w->st.all_msgs != before)
+    if (w->o->mode == BENCH_ECHO && w->o->messages && w->st.all_msgs != before)
         worker_count(w, w->st.all_msgs - before);
 }
 
@@ -835,28 +1064,66 @@ static void *worker_main(void *arg)
  * Setup
  */
 
-/* Payload bytes are printable ASCII, so a text message is valid UTF-8 as it is. */
-static int worker_init_echo(struct bench_worker *w)
+/*
+ * The most a compressed message of `n` bytes can take on the wire. zlib
+ * stores what does not compress, 5 bytes of block header per block of at
+ * least 128 bytes (memLevel 1; 16 K at memLevel 8), plus a few for the
+ * final flush; n/16 + 64 is more than any server's echo needs.
+ */
+static size_t deflate_bound(size_t n)
+{
+    return n + n / 16 + 64;
+}
+
+/*
+ * What sending messages needs: echo mode, and connect --deflate's one
+ * exchange. Plain payloads are printable ASCII ('A'..'Z' over and over, the
+ * tag in front), compressed ones JSON-like text: either is valid UTF-8.
+ */
+static int worker_init_messages(struct bench_worker *w)
 {
     const struct bench_opts *o = w->o;
+    unsigned depth = o->mode == BENCH_ECHO ? o->depth : 1;
+    size_t wire = o->size;
     w->opcode = o->text ? KZ_OP_TEXT : KZ_OP_BINARY;
-    w->payload = malloc(o->size ? o->size : 1);
-    if (!w->payload)
-        return KZ_ERR_NOMEM;
-    for (size_t i = 0; i < o->size; i++)
-        w->payload[i] = (uint8_t)('A' + i % 26);
-    w->frame_len = (uint32_t)(kz_frame_header_size(o->size, true) + o->size);
-    uint64_t batch = (uint64_t)w->frame_len * o->depth;
+    w->ring = depth;
+    if (o->deflate) {
+        /* Room for the head before the records, and for the last record's overrun. */
+        w->text = malloc((o->size > 64 ? o->size : 64) + BENCH_TEXT_SLACK);
+        if (!w->text)
+            return KZ_ERR_NOMEM;
+        int rc = bench_rng_seed(&w->gen.rng);
+        if (rc != KZ_OK)
+            return rc;
+        w->gen.id = (uint64_t)w->index * 1000000000ull + 1;
+        w->gen.ts = 1700000000000ull;
+        w->tag_off = TEXT_TAG_OFF;
+        w->zbound = deflate_bound(o->size);
+        wire = w->zbound;
+        w->pcfg.rsv_allowed = KZ_RSV1;
+    } else {
+        w->payload = malloc(o->size ? o->size : 1);
+        if (!w->payload)
+            return KZ_ERR_NOMEM;
+        for (size_t i = 0; i < o->size; i++)
+            w->payload[i] = (uint8_t)('A' + i % 26);
+    }
+    w->tag_len = o->size > w->tag_off ? o->size - w->tag_off : 0;
+    if (w->tag_len > TAG_LEN)
+        w->tag_len = TAG_LEN;
+    w->frame_len = (uint32_t)(kz_frame_header_size(wire, true) + wire);
+    uint64_t batch = (uint64_t)w->frame_len * depth;
     if (batch > OUT_TARGET)
         batch = OUT_TARGET;
     if (batch < w->frame_len)
         batch = w->frame_len;
     w->out_cap = (uint32_t)batch + CTRL_RESERVE;
     /*
-     * An echo longer than what was sent is caught by the parser's limit,
-     * which also bounds control frames: keep room for a close or a ping.
+     * An echo longer than what was sent is caught by the parser's limit
+     * (compressed: by the inflater's), which also bounds control frames:
+     * keep room for a close or a ping.
      */
-    w->pcfg.max_frame_size = o->size > KZ_CONTROL_PAYLOAD_MAX ? o->size : KZ_CONTROL_PAYLOAD_MAX;
+    w->pcfg.max_frame_size = wire > KZ_CONTROL_PAYLOAD_MAX ? wire : KZ_CONTROL_PAYLOAD_MAX;
     w->pcfg.max_message_size = w->pcfg.max_frame_size;
     return KZ_OK;
 }
@@ -877,13 +1144,15 @@ static int worker_init(struct bench_worker *w, uint32_t first_id)
     /* Echoes are checked by their tag; validating the text again would only slow the bench. */
     w->pcfg.skip_utf8 = true;
     w->out_cap = CTRL_RESERVE;
-    if (o->mode == BENCH_ECHO) {
-        int rc = worker_init_echo(w);
+    if (o->mode == BENCH_ECHO || o->deflate) {
+        int rc = worker_init_messages(w);
         if (rc != KZ_OK)
             return rc;
     }
     w->req.host = (struct kz_str){o->host_header, strlen(o->host_header)};
     w->req.target = (struct kz_str){o->target, strlen(o->target)};
+    if (o->deflate)
+        w->req.extensions = (struct kz_str){o->deflate_offer, strlen(o->deflate_offer)};
     int rc = bench_rng_seed(&w->rng);
     if (rc != KZ_OK)
         return rc;
@@ -956,5 +1225,6 @@ void bench_worker_free(struct bench_worker *w)
     free(w->conns);
     free(w->rbuf);
     free(w->payload);
+    free(w->text);
     free(w);
 }

@@ -6,6 +6,19 @@
 # (user+sys, from /proc) or RSS, and the median over the rounds is reported
 # with kaze's ratio to each peer.
 #
+# Then the same with permessage-deflate, for kaze with a compressor per
+# connection (kaze echo's default, "kaze"), kaze with one compressor per
+# thread (--deflate-mode shared, "kaze_shared") and Node ws (ws_echo.mjs
+# deflate: every message compressed). kaze bench --deflate sends 1 KiB of
+# JSON-like text per message (records with the same keys and changing
+# values; see apps/bench.h), compressed with zlib level 6, and inflates the
+# echoes. Two figures: the server's CPU per million such echoes (100
+# connections, depth 8), and its RSS per idle connection that has exchanged
+# one compressed message (so that the lazily made zlib state exists), over
+# 2,000 connections. Each server keeps its own compression settings: kaze
+# compresses at level 1, ws at zlib's default 6; the table shows what each
+# made of the echoes.
+#
 #   bench/compare.sh BUILD_DIR [ROUNDS]
 #
 # Ends with `bench: NAME VALUE UNIT` lines.
@@ -46,13 +59,18 @@ free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-start_server() { # name -> sets server_pid, port
-  local name=$1
+start_server() { # name [deflate] -> sets server_pid, port
+  local name=$1 zip=${2:-}
   port=$(free_port)
-  case $name in
+  case $name${zip:+-$zip} in
     kaze) $pin_server "$kaze" echo --host 127.0.0.1 --port "$port" --threads 1 --quiet >"$work/out" 2>"$work/err" & ;;
     lws) $pin_server "$work/lws_echo" "$port" >"$work/out" 2>"$work/err" & ;;
     node) $pin_server node "$here/peers/ws_echo.mjs" "$port" >"$work/out" 2>"$work/err" & ;;
+    kaze-deflate) $pin_server "$kaze" echo --host 127.0.0.1 --port "$port" --threads 1 --quiet \
+      --deflate-mode dedicated >"$work/out" 2>"$work/err" & ;;
+    kaze_shared-deflate) $pin_server "$kaze" echo --host 127.0.0.1 --port "$port" --threads 1 --quiet \
+      --deflate-mode shared >"$work/out" 2>"$work/err" & ;;
+    node-deflate) $pin_server node "$here/peers/ws_echo.mjs" "$port" deflate >"$work/out" 2>"$work/err" & ;;
   esac
   server_pid=$!
   for _ in $(seq 100); do
@@ -75,6 +93,10 @@ value() { awk -v n="$1" '$1 == "bench:" && $2 == n { print $3 }' "$2"; }
 
 record() { echo "$2" >>"$work/$1.$3"; } # peer value metric
 
+# The compressed rounds: kaze both ways, and ws.
+zpeers=(kaze kaze_shared)
+case " ${peers[*]} " in *" node "*) zpeers+=(node) ;; esac
+
 for r in $(seq "$rounds"); do
   for p in "${peers[@]}"; do
     start_server "$p"
@@ -94,40 +116,83 @@ for r in $(seq "$rounds"); do
     echo "round $r $p: small $(tail -1 "$work/$p.small_cpu") s/M, large $(tail -1 "$work/$p.large_cpu") s/M," \
          "handshake $(tail -1 "$work/$p.hs_cpu") us, idle $(tail -1 "$work/$p.idle_mem") B"
   done
+  for p in "${zpeers[@]}"; do
+    start_server "$p" deflate
+    url=ws://127.0.0.1:$port/
+    $pin_client "$kaze" bench echo "$url" --deflate --text -c 100 -s 1K -d 8 -D 4 --server-pid "$server_pid" >"$work/zecho" 2>&1 || true
+    record "$p" "$(value server_cpu_s_per_M_msgs "$work/zecho")" deflate_cpu
+    record "$p" "$(value echo_msgs_per_s "$work/zecho")" deflate_rate
+    record "$p" "$(value deflate_echo_ratio "$work/zecho")" deflate_ratio
+    stop_server
+    start_server "$p" deflate
+    $pin_client "$kaze" bench connect "ws://127.0.0.1:$port/" --deflate --text -s 1K -c 2000 --hold 1 --server-pid "$server_pid" >"$work/zconn" 2>&1 || true
+    record "$p" "$(value server_rss_bytes_per_conn "$work/zconn")" deflate_idle_mem
+    stop_server
+    echo "round $r $p deflate: $(tail -1 "$work/$p.deflate_cpu") s/M, idle $(tail -1 "$work/$p.deflate_idle_mem") B," \
+         "echoes at $(tail -1 "$work/$p.deflate_ratio") of their size"
+  done
 done
 
 median() { grep -E '^[0-9.]+$' "$1" 2>/dev/null | sort -g | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'; }
 
-echo
-printf '%-34s' "median over $rounds rounds"
-for p in "${peers[@]}"; do printf '%14s' "$p"; done
-echo
+# table TITLE PEERS METRICS: one row per metric, one column per peer.
+table() {
+  local -n cols=$2 rows=$3
+  local m l p
+  echo
+  printf '%-36s' "$1"
+  for p in "${cols[@]}"; do printf '%14s' "$p"; done
+  echo
+  for m in "${rows[@]}"; do
+    l=label_$m
+    printf '%-36s' "${!l}"
+    for p in "${cols[@]}"; do printf '%14s' "$(median "$work/$p.$m")"; done
+    echo
+  done
+}
+
+# lines PEERS METRICS BASES: `bench:` lines for each value, and each base's ratio to the others.
+lines() {
+  local -n cols=$1 rows=$2 bases=$3
+  local m u p v b k
+  for m in "${rows[@]}"; do
+    u=unit_$m
+    for p in "${cols[@]}"; do
+      v=$(median "$work/$p.$m")
+      [ -n "$v" ] && echo "bench: ${p}_${m} $v ${!u}"
+    done
+    for b in "${bases[@]}"; do
+      k=$(median "$work/$b.$m")
+      for p in "${cols[@]}"; do
+        case " ${bases[*]} " in *" $p "*) continue ;; esac
+        v=$(median "$work/$p.$m")
+        if [ -n "$k" ] && [ -n "$v" ]; then
+          echo "bench: ${b}_vs_${p}_${m} $(awk -v a="$k" -v b="$v" 'BEGIN { printf "%.3f", a / b }') ratio"
+        fi
+      done
+    done
+  done
+}
+
 metrics=(small_cpu large_cpu hs_cpu idle_mem small_rate)
 label_small_cpu="CPU s / 1M echoes, 32 B"
 label_large_cpu="CPU s / 1M echoes, 64 KiB"
 label_hs_cpu="CPU us / handshake"
 label_idle_mem="RSS bytes / idle connection"
 label_small_rate="echoes/s, 32 B (load-bound)"
-for m in "${metrics[@]}"; do
-  l=label_$m
-  printf '%-34s' "${!l}"
-  for p in "${peers[@]}"; do printf '%14s' "$(median "$work/$p.$m")"; done
-  echo
-done
-echo
 unit_small_cpu="s/M_msgs"; unit_large_cpu="s/M_msgs"; unit_hs_cpu="us"; unit_idle_mem="bytes"; unit_small_rate="msgs/s"
-for m in "${metrics[@]}"; do
-  u=unit_$m
-  for p in "${peers[@]}"; do
-    v=$(median "$work/$p.$m")
-    [ -n "$v" ] && echo "bench: ${p}_${m} $v ${!u}"
-  done
-  k=$(median "$work/kaze.$m")
-  for p in "${peers[@]}"; do
-    [ "$p" = kaze ] && continue
-    v=$(median "$work/$p.$m")
-    if [ -n "$k" ] && [ -n "$v" ]; then
-      echo "bench: kaze_vs_${p}_${m} $(awk -v a="$k" -v b="$v" 'BEGIN { printf "%.3f", a / b }') ratio"
-    fi
-  done
-done
+
+zmetrics=(deflate_cpu deflate_idle_mem deflate_rate deflate_ratio)
+label_deflate_cpu="CPU s / 1M echoes, 1 KiB deflate"
+label_deflate_idle_mem="RSS bytes / idle deflate conn."
+label_deflate_rate="echoes/s, deflate (load-bound)"
+label_deflate_ratio="echo wire bytes / payload byte"
+unit_deflate_cpu="s/M_msgs"; unit_deflate_idle_mem="bytes"; unit_deflate_rate="msgs/s"; unit_deflate_ratio="ratio"
+
+table "median over $rounds rounds" peers metrics
+table "permessage-deflate, median" zpeers zmetrics
+echo
+base=(kaze)
+zbase=(kaze kaze_shared)
+lines peers metrics base
+lines zpeers zmetrics zbase
