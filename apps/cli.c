@@ -33,11 +33,25 @@ size_t cli_size(const char *opt, const char *s)
         bad(opt, s, "is not a size");
     unsigned shift = 0;
     switch (*end) {
-    case '\0': break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    default: bad(opt, s, "has an unknown suffix (use K, M or G)");
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    default:
+        bad(opt, s, "has an unknown suffix (use K, M or G)");
     }
     if (*end || v > (SIZE_MAX >> shift))
         bad(opt, s, "is not a size");

@@ -191,11 +191,21 @@ static void parse_opts(int argc, char **argv, struct echo_opts *o)
     int ch;
     while ((ch = getopt_long(argc, argv, "p:t:qh", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'p': o->port = (uint16_t)cli_uint("--port", optarg, 65535); break;
-        case 't': o->threads = (unsigned)cli_uint("--threads", optarg, 1024); break;
-        case 'q': o->quiet = true; break;
-        case 'h': usage(stdout); exit(0);
-        case OPT_HOST: o->host = optarg; break;
+        case 'p':
+            o->port = (uint16_t)cli_uint("--port", optarg, 65535);
+            break;
+        case 't':
+            o->threads = (unsigned)cli_uint("--threads", optarg, 1024);
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case OPT_HOST:
+            o->host = optarg;
+            break;
         case OPT_SUBPROTOCOL:
             if (o->num_protocols == MAX_PROTOCOLS) {
                 fprintf(stderr, "kaze echo: at most %d subprotocols\n", MAX_PROTOCOLS);
@@ -203,9 +213,15 @@ static void parse_opts(int argc, char **argv, struct echo_opts *o)
             }
             o->protocols[o->num_protocols++] = optarg;
             break;
-        case OPT_MAX_MESSAGE: cfg->max_message_size = cli_size("--max-message", optarg); break;
-        case OPT_MAX_FRAME: cfg->max_frame_size = cli_size("--max-frame", optarg); break;
-        case OPT_MAX_HEADER: cfg->max_header_size = cli_size("--max-header", optarg); break;
+        case OPT_MAX_MESSAGE:
+            cfg->max_message_size = cli_size("--max-message", optarg);
+            break;
+        case OPT_MAX_FRAME:
+            cfg->max_frame_size = cli_size("--max-frame", optarg);
+            break;
+        case OPT_MAX_HEADER:
+            cfg->max_header_size = cli_size("--max-header", optarg);
+            break;
         case OPT_MAX_BUFFERED:
             cfg->max_buffered = cli_size("--max-buffered", optarg);
             buffered_set = true;
@@ -241,7 +257,9 @@ static void parse_opts(int argc, char **argv, struct echo_opts *o)
         case OPT_CLOSE_TIMEOUT:
             cfg->close_timeout_ms = (uint32_t)cli_uint("--close-timeout", optarg, 86400000);
             break;
-        case OPT_NO_DEFLATE: cfg->deflate.enabled = false; break;
+        case OPT_NO_DEFLATE:
+            cfg->deflate.enabled = false;
+            break;
         case OPT_DEFLATE_MODE:
             if (strcmp(optarg, "dedicated") == 0)
                 cfg->deflate_mode = KZ_DEFLATE_DEDICATED;
@@ -269,7 +287,9 @@ static void parse_opts(int argc, char **argv, struct echo_opts *o)
         case OPT_DEFLATE_MIN_SIZE:
             cfg->deflate_min_size = cli_size("--deflate-min-size", optarg);
             break;
-        default: usage(stderr); exit(2);
+        default:
+            usage(stderr);
+            exit(2);
         }
     }
     if (optind < argc) {
@@ -317,9 +337,9 @@ int cmd_echo(int argc, char **argv)
         workers[i].opts = &o;
         int rc = worker_init(&workers[i]);
         if (rc != KZ_OK) {
-            fprintf(stderr, "kaze echo: cannot listen on %s:%u: %s%s%s\n",
-                    o.host ? o.host : "*", o.port, kz_strerror(rc),
-                    rc == KZ_ERR_SYSTEM ? ": " : "", rc == KZ_ERR_SYSTEM ? strerror(errno) : "");
+            fprintf(stderr, "kaze echo: cannot listen on %s:%u: %s%s%s\n", o.host ? o.host : "*",
+                    o.port, kz_strerror(rc), rc == KZ_ERR_SYSTEM ? ": " : "",
+                    rc == KZ_ERR_SYSTEM ? strerror(errno) : "");
             return 1;
         }
     }

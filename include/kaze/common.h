@@ -51,44 +51,44 @@ enum kz_err {
     KZ_ERR_BACKPRESSURE = -8,     /* refused: the peer's queue is over its limit */
 
     /* handshake: a client's request is refused */
-    KZ_ERR_HS_MALFORMED = -100,         /* not a parsable HTTP/1.1 request: 400 */
-    KZ_ERR_HS_HTTP_VERSION = -101,      /* HTTP version below 1.1: 400 */
-    KZ_ERR_HS_METHOD = -102,            /* method other than GET: 405 */
-    KZ_ERR_HS_TOO_LARGE = -103,         /* header block over the limit: 431 */
-    KZ_ERR_HS_TOO_MANY_HEADERS = -104,  /* more header lines than the array holds: 431 */
-    KZ_ERR_HS_NO_HOST = -105,           /* Host missing or repeated: 400 */
-    KZ_ERR_HS_NO_UPGRADE = -106,        /* no "websocket" in Upgrade: 400 */
-    KZ_ERR_HS_NO_CONNECTION = -107,     /* no "Upgrade" in Connection: 400 */
-    KZ_ERR_HS_BAD_KEY = -108,           /* Sec-WebSocket-Key missing, repeated or not 16 bytes: 400 */
-    KZ_ERR_HS_NO_VERSION = -109,        /* Sec-WebSocket-Version missing: 426 */
-    KZ_ERR_HS_VERSION = -110,           /* Sec-WebSocket-Version is not 13: 426 */
-    KZ_ERR_HS_BAD_EXTENSIONS = -111,    /* Sec-WebSocket-Extensions breaks the grammar: 400 */
-    KZ_ERR_HS_BAD_PROTOCOLS = -112,     /* Sec-WebSocket-Protocol is not a token list: 400 */
-    KZ_ERR_HS_BAD_TARGET = -113,        /* request target is not an origin-form path: 400 */
-    KZ_ERR_HS_BODY = -114,              /* the request announces a body: 400 */
+    KZ_ERR_HS_MALFORMED = -100,        /* not a parsable HTTP/1.1 request: 400 */
+    KZ_ERR_HS_HTTP_VERSION = -101,     /* HTTP version below 1.1: 400 */
+    KZ_ERR_HS_METHOD = -102,           /* method other than GET: 405 */
+    KZ_ERR_HS_TOO_LARGE = -103,        /* header block over the limit: 431 */
+    KZ_ERR_HS_TOO_MANY_HEADERS = -104, /* more header lines than the array holds: 431 */
+    KZ_ERR_HS_NO_HOST = -105,          /* Host missing or repeated: 400 */
+    KZ_ERR_HS_NO_UPGRADE = -106,       /* no "websocket" in Upgrade: 400 */
+    KZ_ERR_HS_NO_CONNECTION = -107,    /* no "Upgrade" in Connection: 400 */
+    KZ_ERR_HS_BAD_KEY = -108,        /* Sec-WebSocket-Key missing, repeated or not 16 bytes: 400 */
+    KZ_ERR_HS_NO_VERSION = -109,     /* Sec-WebSocket-Version missing: 426 */
+    KZ_ERR_HS_VERSION = -110,        /* Sec-WebSocket-Version is not 13: 426 */
+    KZ_ERR_HS_BAD_EXTENSIONS = -111, /* Sec-WebSocket-Extensions breaks the grammar: 400 */
+    KZ_ERR_HS_BAD_PROTOCOLS = -112,  /* Sec-WebSocket-Protocol is not a token list: 400 */
+    KZ_ERR_HS_BAD_TARGET = -113,     /* request target is not an origin-form path: 400 */
+    KZ_ERR_HS_BODY = -114,           /* the request announces a body: 400 */
 
     /* handshake: a server's response is refused (client role) */
-    KZ_ERR_HS_RESP_MALFORMED = -150,    /* not a parsable HTTP/1.1 response */
-    KZ_ERR_HS_RESP_STATUS = -151,       /* status is not 101 */
-    KZ_ERR_HS_RESP_UPGRADE = -152,      /* Upgrade is not "websocket" */
-    KZ_ERR_HS_RESP_CONNECTION = -153,   /* Connection lacks "Upgrade" */
-    KZ_ERR_HS_RESP_ACCEPT = -154,       /* Sec-WebSocket-Accept is missing or wrong */
-    KZ_ERR_HS_RESP_SUBPROTOCOL = -155,  /* a subprotocol that was not offered */
-    KZ_ERR_HS_RESP_EXTENSION = -156,    /* an extension that was not offered */
-    KZ_ERR_HS_RESP_TOO_LARGE = -157,    /* response header block over the limit */
+    KZ_ERR_HS_RESP_MALFORMED = -150,   /* not a parsable HTTP/1.1 response */
+    KZ_ERR_HS_RESP_STATUS = -151,      /* status is not 101 */
+    KZ_ERR_HS_RESP_UPGRADE = -152,     /* Upgrade is not "websocket" */
+    KZ_ERR_HS_RESP_CONNECTION = -153,  /* Connection lacks "Upgrade" */
+    KZ_ERR_HS_RESP_ACCEPT = -154,      /* Sec-WebSocket-Accept is missing or wrong */
+    KZ_ERR_HS_RESP_SUBPROTOCOL = -155, /* a subprotocol that was not offered */
+    KZ_ERR_HS_RESP_EXTENSION = -156,   /* an extension that was not offered */
+    KZ_ERR_HS_RESP_TOO_LARGE = -157,   /* response header block over the limit */
 
     /* framing: the peer broke RFC 6455 §5 (close with 1002) */
-    KZ_ERR_PROTO_RSV = -200,                   /* RSV bit set that no extension claimed */
-    KZ_ERR_PROTO_OPCODE = -201,                /* reserved opcode */
-    KZ_ERR_PROTO_CONTROL_TOO_LONG = -202,      /* control frame payload over 125 bytes */
-    KZ_ERR_PROTO_CONTROL_FRAGMENTED = -203,    /* control frame without FIN */
+    KZ_ERR_PROTO_RSV = -200,                     /* RSV bit set that no extension claimed */
+    KZ_ERR_PROTO_OPCODE = -201,                  /* reserved opcode */
+    KZ_ERR_PROTO_CONTROL_TOO_LONG = -202,        /* control frame payload over 125 bytes */
+    KZ_ERR_PROTO_CONTROL_FRAGMENTED = -203,      /* control frame without FIN */
     KZ_ERR_PROTO_UNEXPECTED_CONTINUATION = -204, /* continuation with no message open */
-    KZ_ERR_PROTO_EXPECTED_CONTINUATION = -205, /* new data message while one is open */
-    KZ_ERR_PROTO_LENGTH = -206,                /* 64-bit length with top bit set, or not minimal */
-    KZ_ERR_PROTO_UNMASKED = -207,              /* a client sent an unmasked frame */
-    KZ_ERR_PROTO_MASKED = -208,                /* a server sent a masked frame */
-    KZ_ERR_PROTO_CLOSE_PAYLOAD = -209,         /* close payload of exactly one byte */
-    KZ_ERR_PROTO_CLOSE_CODE = -210,            /* close code that may not appear on the wire */
+    KZ_ERR_PROTO_EXPECTED_CONTINUATION = -205,   /* new data message while one is open */
+    KZ_ERR_PROTO_LENGTH = -206,        /* 64-bit length with top bit set, or not minimal */
+    KZ_ERR_PROTO_UNMASKED = -207,      /* a client sent an unmasked frame */
+    KZ_ERR_PROTO_MASKED = -208,        /* a server sent a masked frame */
+    KZ_ERR_PROTO_CLOSE_PAYLOAD = -209, /* close payload of exactly one byte */
+    KZ_ERR_PROTO_CLOSE_CODE = -210,    /* close code that may not appear on the wire */
 
     /* the peer's data is not what its type says (close with 1007) */
     KZ_ERR_INVALID_UTF8 = -250, /* text message or close reason is not UTF-8 */

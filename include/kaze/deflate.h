@@ -83,9 +83,10 @@ KZ_EXPORT int kz_pmd_negotiate(const struct kz_hs_request *req, const struct kz_
 struct kz_pmd_offer {
     bool server_no_context_takeover;
     bool client_no_context_takeover;
-    uint8_t server_max_window_bits; /* 0: not offered (the server may use 15) */
-    uint8_t client_max_window_bits; /* 0: not offered; 15 with no value is written as bare */
-    bool client_max_window_bits_bare; /* offer "client_max_window_bits" with no value (window 0 or 15) */
+    uint8_t server_max_window_bits;   /* 0: not offered (the server may use 15) */
+    uint8_t client_max_window_bits;   /* 0: not offered; 15 with no value is written as bare */
+    bool client_max_window_bits_bare; /* offer "client_max_window_bits" with no value (window 0 or
+                                         15) */
 };
 
 /* Chromium's offer: "permessage-deflate; client_max_window_bits". */
@@ -196,8 +197,7 @@ KZ_EXPORT int kz_inflate_piece(struct kz_inflater *i, const uint8_t *in, size_t 
                                const uint8_t **out, size_t *out_len);
 
 /* The whole message inflated so far (after `fin`: the complete message). */
-KZ_EXPORT void kz_inflater_message(const struct kz_inflater *i, const uint8_t **data,
-                                   size_t *len);
+KZ_EXPORT void kz_inflater_message(const struct kz_inflater *i, const uint8_t **data, size_t *len);
 
 /*
  * Gives back what an idle inflater need not hold: the message buffer, and

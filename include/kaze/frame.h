@@ -18,11 +18,11 @@ extern "C" {
 #endif
 
 /* The largest frame header: 2 + 8 (64-bit length) + 4 (masking key). */
-#define KZ_FRAME_HEADER_MAX   14
+#define KZ_FRAME_HEADER_MAX 14
 /* The largest payload of a control frame (ping, pong, close). */
 #define KZ_CONTROL_PAYLOAD_MAX 125
 /* The largest close reason: a control payload less the 2-byte code. */
-#define KZ_CLOSE_REASON_MAX   123
+#define KZ_CLOSE_REASON_MAX 123
 
 /* RSV bits as they sit in the first header byte, shifted down: RSV1 = 4. */
 #define KZ_RSV1 0x4u
@@ -37,8 +37,8 @@ enum kz_close_code {
     KZ_CLOSE_GOING_AWAY = 1001,
     KZ_CLOSE_PROTOCOL_ERROR = 1002,
     KZ_CLOSE_UNSUPPORTED = 1003,
-    KZ_CLOSE_NO_STATUS = 1005,   /* never on the wire: "the close frame had no code" */
-    KZ_CLOSE_ABNORMAL = 1006,    /* never on the wire: "the connection dropped" */
+    KZ_CLOSE_NO_STATUS = 1005, /* never on the wire: "the close frame had no code" */
+    KZ_CLOSE_ABNORMAL = 1006,  /* never on the wire: "the connection dropped" */
     KZ_CLOSE_INVALID_DATA = 1007,
     KZ_CLOSE_POLICY = 1008,
     KZ_CLOSE_TOO_BIG = 1009,
@@ -80,8 +80,8 @@ KZ_EXPORT int kz_close_parse(const uint8_t *payload, size_t len, uint16_t *code,
 KZ_EXPORT size_t kz_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t offset);
 
 /* As kz_mask(), but reads `src` and writes the masked bytes to `dst`. */
-KZ_EXPORT size_t kz_mask_copy(uint8_t *dst, const uint8_t *src, size_t len,
-                              const uint8_t key[4], size_t offset);
+KZ_EXPORT size_t kz_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[4],
+                              size_t offset);
 
 /* ------------------------------------------------------------------------
  * Writer
@@ -145,7 +145,7 @@ enum kz_parse_mode {
 };
 
 struct kz_parser_config {
-    enum kz_role role;         /* our role: a server requires masked frames */
+    enum kz_role role; /* our role: a server requires masked frames */
     enum kz_parse_mode mode;
     uint64_t max_frame_size;   /* largest payload of one data frame; 0 = no limit */
     uint64_t max_message_size; /* largest message (sum of its frames); 0 = no limit */
@@ -183,15 +183,15 @@ enum kz_event_type {
  */
 struct kz_event {
     enum kz_event_type type;
-    uint8_t opcode;       /* DATA, MESSAGE: KZ_OP_TEXT or KZ_OP_BINARY (of the message) */
-    uint8_t rsv;          /* DATA, MESSAGE: RSV bits of the message's first frame */
-    bool first;           /* DATA: the first piece of the message */
-    bool frame_end;       /* DATA: the last piece of this frame */
-    bool fin;             /* DATA: the last piece of the message */
-    uint8_t *data;        /* payload, unmasked (pings, pongs and close: the whole payload) */
+    uint8_t opcode; /* DATA, MESSAGE: KZ_OP_TEXT or KZ_OP_BINARY (of the message) */
+    uint8_t rsv;    /* DATA, MESSAGE: RSV bits of the message's first frame */
+    bool first;     /* DATA: the first piece of the message */
+    bool frame_end; /* DATA: the last piece of this frame */
+    bool fin;       /* DATA: the last piece of the message */
+    uint8_t *data;  /* payload, unmasked (pings, pongs and close: the whole payload) */
     size_t len;
-    uint64_t remaining;   /* DATA: payload bytes of this frame still to come after this piece */
-    uint16_t close_code;  /* CLOSE: the code, 1005 if the frame had none */
+    uint64_t remaining;  /* DATA: payload bytes of this frame still to come after this piece */
+    uint16_t close_code; /* CLOSE: the code, 1005 if the frame had none */
     struct kz_str close_reason; /* CLOSE: the reason, UTF-8, possibly empty */
 };
 

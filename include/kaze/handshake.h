@@ -119,8 +119,8 @@ KZ_EXPORT bool kz_hs_list_next(const struct kz_header *headers, size_t num_heade
                                const char *name, struct kz_hs_iter *it, struct kz_str *item);
 
 /* True if the list named `name` has `token` (case-insensitive). */
-KZ_EXPORT bool kz_hs_list_has(const struct kz_header *headers, size_t num_headers,
-                              const char *name, const char *token);
+KZ_EXPORT bool kz_hs_list_has(const struct kz_header *headers, size_t num_headers, const char *name,
+                              const char *token);
 
 /* The value of the first header named `name`, or {NULL, 0}. */
 KZ_EXPORT struct kz_str kz_hs_header(const struct kz_header *headers, size_t num_headers,
@@ -194,11 +194,11 @@ KZ_EXPORT int kz_hs_accept_key_with(const struct kz_sha1 *sha, const char *key, 
 
 /* What the server chose when it accepts. Empty fields are left out. */
 struct kz_hs_accept {
-    struct kz_str subprotocol;    /* one of the offered ones, or empty */
-    struct kz_str extensions;     /* Sec-WebSocket-Extensions value, or empty */
+    struct kz_str subprotocol;             /* one of the offered ones, or empty */
+    struct kz_str extensions;              /* Sec-WebSocket-Extensions value, or empty */
     const struct kz_header *extra_headers; /* e.g. Set-Cookie */
     size_t num_extra_headers;
-    const struct kz_sha1 *sha1;   /* optional: a fetched SHA-1 to compute the accept value with */
+    const struct kz_sha1 *sha1; /* optional: a fetched SHA-1 to compute the accept value with */
 };
 
 /*
@@ -226,12 +226,12 @@ KZ_EXPORT int kz_hs_write_refusal(char *out, size_t cap, int status, const char 
 KZ_EXPORT int kz_hs_client_key(char out[KZ_HS_KEY_LEN + 1]);
 
 struct kz_hs_client_request {
-    struct kz_str host;       /* Host header: "example.com" or "example.com:8080" */
-    struct kz_str target;     /* path and query; empty means "/" */
-    struct kz_str origin;     /* optional */
+    struct kz_str host;             /* Host header: "example.com" or "example.com:8080" */
+    struct kz_str target;           /* path and query; empty means "/" */
+    struct kz_str origin;           /* optional */
     const struct kz_str *protocols; /* offered subprotocols, in preference order */
     size_t num_protocols;
-    struct kz_str extensions; /* Sec-WebSocket-Extensions offer, or empty */
+    struct kz_str extensions;              /* Sec-WebSocket-Extensions offer, or empty */
     const struct kz_header *extra_headers; /* Authorization, Cookie, ... */
     size_t num_extra_headers;
 };
@@ -268,8 +268,7 @@ KZ_EXPORT int kz_hs_parse_response(const char *buf, size_t len, size_t prev_len,
  * or a malformed header); KZ_OK if it is a valid 101. `*subprotocol` (may be
  * NULL) receives the chosen subprotocol, empty if none.
  */
-KZ_EXPORT int kz_hs_check_response(const struct kz_hs_response *resp,
-                                   const char key[KZ_HS_KEY_LEN],
+KZ_EXPORT int kz_hs_check_response(const struct kz_hs_response *resp, const char key[KZ_HS_KEY_LEN],
                                    const struct kz_hs_client_request *offered,
                                    struct kz_str *subprotocol);
 

@@ -42,8 +42,8 @@ struct kz_conn;
 
 /* What to do with a message that would take a connection over max_buffered. */
 enum kz_backpressure {
-    KZ_BP_CLOSE = 0, /* fail the connection with 1008 (policy violation) */
-    KZ_BP_DROP = 1,  /* refuse the message (KZ_ERR_BACKPRESSURE), keep the connection */
+    KZ_BP_CLOSE = 0,           /* fail the connection with 1008 (policy violation) */
+    KZ_BP_DROP = 1,            /* refuse the message (KZ_ERR_BACKPRESSURE), keep the connection */
     KZ_BP_CLOSE_TRY_AGAIN = 2, /* fail the connection with 1013 (try again later) */
 };
 
@@ -67,17 +67,18 @@ enum kz_deflate_mode {
  * field may be changed. Times are in milliseconds; 0 disables a timeout.
  */
 struct kz_server_config {
-    size_t max_message_size;     /* default 1 MiB; a bigger message closes with 1009 */
-    size_t max_frame_size;       /* default = max_message_size */
-    size_t max_header_size;      /* handshake request head; default 8 KiB (then 431) */
-    size_t max_connections;      /* default 100000; beyond, new connections get 503 */
-    size_t max_buffered;         /* bytes queued for one peer; default 1 MiB */
+    size_t max_message_size;           /* default 1 MiB; a bigger message closes with 1009 */
+    size_t max_frame_size;             /* default = max_message_size */
+    size_t max_header_size;            /* handshake request head; default 8 KiB (then 431) */
+    size_t max_connections;            /* default 100000; beyond, new connections get 503 */
+    size_t max_buffered;               /* bytes queued for one peer; default 1 MiB */
     enum kz_backpressure backpressure; /* default KZ_BP_CLOSE */
-    uint32_t handshake_timeout_ms; /* default 10 s: the request must be complete by then */
-    uint32_t idle_timeout_ms;      /* default 0 (off): close 1001 after this long with nothing received */
-    uint32_t ping_interval_ms;     /* default 30 s: ping a peer silent for this long */
-    uint32_t pong_timeout_ms;      /* default 15 s: drop a peer that does not answer the ping */
-    uint32_t close_timeout_ms;     /* default 5 s: wait for the peer's close reply */
+    uint32_t handshake_timeout_ms;     /* default 10 s: the request must be complete by then */
+    uint32_t
+        idle_timeout_ms; /* default 0 (off): close 1001 after this long with nothing received */
+    uint32_t ping_interval_ms; /* default 30 s: ping a peer silent for this long */
+    uint32_t pong_timeout_ms;  /* default 15 s: drop a peer that does not answer the ping */
+    uint32_t close_timeout_ms; /* default 5 s: wait for the peer's close reply */
     /*
      * permessage-deflate (RFC 7692). Off by default in the library
      * (deflate.enabled = false); kaze echo turns it on. What the server
@@ -85,9 +86,9 @@ struct kz_server_config {
      */
     struct kz_pmd_policy deflate;
     enum kz_deflate_mode deflate_mode; /* default KZ_DEFLATE_DEDICATED */
-    uint8_t deflate_level;         /* zlib level 1..9; default 1 (fast, still good on text) */
-    uint8_t deflate_mem_level;     /* zlib memLevel 1..9; default 8; lower saves memory */
-    size_t deflate_min_size;       /* shorter messages go uncompressed; default 64 */
+    uint8_t deflate_level;             /* zlib level 1..9; default 1 (fast, still good on text) */
+    uint8_t deflate_mem_level;         /* zlib memLevel 1..9; default 8; lower saves memory */
+    size_t deflate_min_size;           /* shorter messages go uncompressed; default 64 */
 };
 
 KZ_EXPORT void kz_server_config_default(struct kz_server_config *cfg);
@@ -97,10 +98,10 @@ KZ_EXPORT void kz_server_config_default(struct kz_server_config *cfg);
  * starts as "accept, no subprotocol, no user data".
  */
 struct kz_upgrade {
-    int status;               /* 0 or 101: accept; 400..599: refuse with this status */
-    const char *reason;       /* refusal body (NUL-terminated), or NULL for the status phrase */
+    int status;                /* 0 or 101: accept; 400..599: refuse with this status */
+    const char *reason;        /* refusal body (NUL-terminated), or NULL for the status phrase */
     struct kz_str subprotocol; /* must be one the client offered (kz_upgrade_pick_protocol) */
-    void *user;               /* the connection's user data from now on */
+    void *user;                /* the connection's user data from now on */
 };
 
 /*
@@ -156,8 +157,8 @@ KZ_EXPORT struct kz_server *kz_server_new(struct kz_loop *loop, const struct kz_
  * nothing costs the server nothing. Returns KZ_OK or a negative kz_err
  * (errno set for KZ_ERR_SYSTEM).
  */
-KZ_EXPORT int kz_server_listen(struct kz_server *s, const char *host, uint16_t port,
-                               bool reuseport, uint16_t *bound_port);
+KZ_EXPORT int kz_server_listen(struct kz_server *s, const char *host, uint16_t port, bool reuseport,
+                               uint16_t *bound_port);
 
 /*
  * Starts a graceful shutdown: stops accepting, refuses handshakes in

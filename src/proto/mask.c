@@ -125,8 +125,8 @@ __attribute__((target("avx2"))) size_t kz__mask_copy_avx2(uint8_t *dst, const ui
  * Short pieces (most WebSocket messages are) go word by word from the start,
  * unaligned: aligning first would cost more than it saves.
  */
-static inline size_t mask_short(uint8_t *dst, const uint8_t *src, size_t len,
-                                const uint8_t key[4], size_t offset)
+static inline size_t mask_short(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[4],
+                                size_t offset)
 {
     uint32_t k32 = key_at(key, offset);
     uint64_t k64 = (uint64_t)k32 << 32 | k32;

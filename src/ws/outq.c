@@ -131,8 +131,8 @@ static ssize_t write_now(struct kz_conn *c, const uint8_t *hdr, size_t hlen, con
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
     for (;;) {
         /* One buffer (a cork) goes by send(): cheaper than importing an iovec. */
-        ssize_t n = plen ? sendmsg(c->io.fd, &mh, MSG_NOSIGNAL)
-                         : send(c->io.fd, hdr, hlen, MSG_NOSIGNAL);
+        ssize_t n =
+            plen ? sendmsg(c->io.fd, &mh, MSG_NOSIGNAL) : send(c->io.fd, hdr, hlen, MSG_NOSIGNAL);
         if (n >= 0)
             return n;
         if (errno == EINTR)

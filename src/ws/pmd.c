@@ -57,8 +57,7 @@ int kz__pmd_accept(struct kz_conn *c, const struct kz_hs_request *req, char *ext
     };
     pc->rx = kz_inflater_new(&ic, &s->alloc);
     if (s->cfg.deflate_mode == KZ_DEFLATE_DEDICATED)
-        pc->tx = new_deflater(s, params.server_max_window_bits,
-                              params.server_no_context_takeover);
+        pc->tx = new_deflater(s, params.server_max_window_bits, params.server_no_context_takeover);
     if (!pc->rx || (s->cfg.deflate_mode == KZ_DEFLATE_DEDICATED && !pc->tx)) {
         kz_inflater_free(pc->rx);
         kz_deflater_free(pc->tx);
@@ -179,7 +178,8 @@ int kz__pmd_send(struct kz_conn *c, unsigned op, const uint8_t *data, size_t len
         d = shared_deflater(s);
         if (!d)
             return KZ_ERR_NOMEM;
-        /* A window smaller than the shared one's was negotiated: compress on the connection's own. */
+        /* A window smaller than the shared one's was negotiated: compress on the connection's own.
+         */
         if (c->pmd->params.server_max_window_bits < s->cfg.deflate.server_max_window_bits) {
             c->pmd->tx = new_deflater(s, c->pmd->params.server_max_window_bits, true);
             if (!c->pmd->tx)

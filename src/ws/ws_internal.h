@@ -34,7 +34,7 @@
  * fault in and free a buffer each time. Bounded in count and in size.
  */
 #define KZ_MSG_CACHE_COUNT 8
-#define KZ_MSG_CACHE_MAX (1u << 20)
+#define KZ_MSG_CACHE_MAX   (1u << 20)
 /* iovecs gathered per writev. */
 #define KZ_IOV_MAX 64
 
@@ -58,9 +58,9 @@ struct kz_msg {
     uint32_t zlen; /* of the compressed frame z, 0 if none */
     uint8_t hlen;  /* header bytes in data[] */
     uint8_t op;
-    bool z_done;   /* compression was tried (it is kept only if it saves bytes) */
+    bool z_done; /* compression was tried (it is kept only if it saves bytes) */
     struct kz_server *srv;
-    uint8_t *z;    /* the frame compressed once, without context, for every taker */
+    uint8_t *z; /* the frame compressed once, without context, for every taker */
     uint8_t data[];
 };
 
@@ -73,12 +73,12 @@ enum kz_conn_state {
 };
 
 enum {
-    KZ_CF_FLUSH_QUEUED = 1u << 0, /* on the server's flush list */
-    KZ_CF_AWAIT_PONG = 1u << 1,   /* our heartbeat ping is unanswered */
-    KZ_CF_DRAIN = 1u << 2,        /* the queue outlived a flush: call on_drain when it empties */
-    KZ_CF_OPENED = 1u << 3,       /* on_open was called, so on_close is owed */
+    KZ_CF_FLUSH_QUEUED = 1u << 0,   /* on the server's flush list */
+    KZ_CF_AWAIT_PONG = 1u << 1,     /* our heartbeat ping is unanswered */
+    KZ_CF_DRAIN = 1u << 2,          /* the queue outlived a flush: call on_drain when it empties */
+    KZ_CF_OPENED = 1u << 3,         /* on_open was called, so on_close is owed */
     KZ_CF_CLOSE_REPORTED = 1u << 4, /* on_close was called */
-    KZ_CF_DISCARD = 1u << 5,      /* the input stream is unusable: read and drop */
+    KZ_CF_DISCARD = 1u << 5,        /* the input stream is unusable: read and drop */
 };
 
 struct kz_conn {
@@ -97,11 +97,11 @@ struct kz_conn {
     size_t msg_cap;
     struct kz_chunk *out_head, *out_tail;
     size_t buffered;
-    uint64_t last_rx;   /* loop time of the last read */
-    uint64_t ping_sent; /* loop time our heartbeat ping left */
-    char *close_reason; /* our close reason, while a close we started is pending */
+    uint64_t last_rx;        /* loop time of the last read */
+    uint64_t ping_sent;      /* loop time our heartbeat ping left */
+    char *close_reason;      /* our close reason, while a close we started is pending */
     struct kz_pmd_conn *pmd; /* permessage-deflate state, if negotiated */
-    uint16_t close_code; /* the code on_close will report */
+    uint16_t close_code;     /* the code on_close will report */
     uint8_t state;
     uint8_t flags;
     uint8_t msg_op;
@@ -119,16 +119,16 @@ struct kz_server {
     struct kz_conn *conns;        /* every connection */
     struct kz_conn *flush_list;
     struct kz_conn *dead_list;
-    struct kz_chunk *pool; /* free chunks */
+    struct kz_chunk *pool;      /* free chunks */
     struct kz_chunk *node_pool; /* free kz_msg reference nodes */
     size_t pool_len;
     size_t node_pool_len;
     size_t conn_count;
     size_t open_count;
-    struct kz_sha1 *sha1; /* fetched once: every handshake hashes a key */
+    struct kz_sha1 *sha1;          /* fetched once: every handshake hashes a key */
     struct kz_deflater *shared_tx; /* KZ_DEFLATE_SHARED: the one compressor */
-    uint8_t *rbuf; /* KZ_READ_BUF_SIZE */
-    uint8_t *cork; /* KZ_CORK_SIZE */
+    uint8_t *rbuf;                 /* KZ_READ_BUF_SIZE */
+    uint8_t *cork;                 /* KZ_CORK_SIZE */
     size_t cork_len;
     struct kz_conn *corked; /* whose input is being processed, or NULL */
     uint8_t *msg_cache[KZ_MSG_CACHE_COUNT];

@@ -40,8 +40,8 @@ struct fixture {
     struct kz_conn *last_conn;
     int send_rc;
     /* behaviour switches */
-    size_t reply_size;   /* 0: echo; else answer each message with this many bytes */
-    int refuse_status;   /* on_upgrade refuses with this status when set */
+    size_t reply_size; /* 0: echo; else answer each message with this many bytes */
+    int refuse_status; /* on_upgrade refuses with this status when set */
     bool close_on_message;
 };
 
@@ -316,7 +316,10 @@ static void frames_behind_the_request(void **state)
     uint8_t buf[16];
     bool eof;
     assert_int_equal(client_recv(f, fd, buf, 10, &eof), 10);
-    assert_memory_equal(buf, "\x82\x03\x01\x02\x03\x81\x03" "abc", 10);
+    assert_memory_equal(buf,
+                        "\x82\x03\x01\x02\x03\x81\x03"
+                        "abc",
+                        10);
     assert_int_equal(f->messages, 2);
     close(fd);
 }
@@ -566,7 +569,10 @@ static void backpressure_closes_a_slow_reader(void **state)
     uint8_t buf[3];
     bool eof;
     assert_int_equal(client_recv(f, other, buf, 3, &eof), 3);
-    assert_memory_equal(buf, "\x81\x01" "a", 3);
+    assert_memory_equal(buf,
+                        "\x81\x01"
+                        "a",
+                        3);
     close(slow);
     close(other);
 }
