@@ -157,14 +157,14 @@ def main():
         return not opts.prefixes or any(c.id == p or c.id.startswith(p.rstrip(".") + ".")
                                         for p in opts.prefixes)
 
-    todo = [c for c in cases.CASES if selected(c)]
+    pending = [c for c in cases.CASES if selected(c)]
     if opts.list:
-        for c in todo:
+        for c in pending:
             print("%-8s %-9s %s" % (c.id, c.profile, c.desc))
         return 0
     if not opts.kaze:
         ap.error("--kaze is required")
-    if not todo:
+    if not pending:
         print("no case matches %s" % " ".join(opts.prefixes), file=sys.stderr)
         print("0 passed, 0 failed")
         return 1
@@ -177,7 +177,7 @@ def main():
     passed = failed = 0
     t0 = time.monotonic()
     try:
-        for c in todo:
+        for c in pending:
             if time.monotonic() - t0 > opts.budget:
                 print("%s: not run: the suite's time budget of %.0f s is used up" % (c.id, opts.budget))
                 failed += 1
@@ -215,7 +215,7 @@ def main():
             sys.stdout.flush()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        failed += len(todo) - passed - failed
+        failed += len(pending) - passed - failed
     finally:
         servers.stop_all()
     if opts.verbose:
