@@ -796,9 +796,10 @@ static void deflate_shared_broadcast(void **state)
     struct kz_conn *ca = f->last_conn;
     int b = open_deflate_client(f);
     struct kz_conn *cb = f->last_conn;
+    static const char quote[] = "{\"price\": 12.5, \"sym\": \"KZE\"} ";
     char text[2000];
     for (size_t i = 0; i < sizeof(text); i++)
-        text[i] = "{\"price\": 12.5, \"sym\": \"KZE\"} "[i % 32];
+        text[i] = quote[i % (sizeof(quote) - 1)];
     struct kz_msg *m = kz_msg_new(f->srv, KZ_OP_TEXT, text, sizeof(text));
     assert_int_equal(kz_conn_send_msg(ca, m), KZ_OK);
     assert_int_equal(kz_conn_send_msg(cb, m), KZ_OK);
