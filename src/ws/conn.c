@@ -87,6 +87,8 @@ static void start_timer(struct kz_conn *c, uint32_t ms)
 /* Nothing more to say: flush what is queued, then end the TCP connection. */
 static void linger(struct kz_conn *c)
 {
+    if (c->state == KZ_CONN_DEAD)
+        return;
     c->state = KZ_CONN_LINGER;
     c->flags |= KZ_CF_DISCARD;
     start_timer(c, c->srv->cfg.close_timeout_ms ? c->srv->cfg.close_timeout_ms : 1000);
@@ -121,7 +123,8 @@ static void refuse(struct kz_conn *c, int status, const char *reason)
         n = kz_hs_write_refusal(out, sizeof(out), status, NULL);
     if (n > 0)
         kz__conn_queue(c, (const uint8_t *)out, (size_t)n, NULL, 0);
-    linger(c);
+    if (c->state != KZ_CONN_DEAD) /* a failed write has already closed it */
+        linger(c);
 }
 
 void kz__conn_after_flush(struct kz_conn *c)
