@@ -76,6 +76,7 @@ enum kz_err {
     KZ_ERR_HS_RESP_SUBPROTOCOL = -155, /* a subprotocol that was not offered */
     KZ_ERR_HS_RESP_EXTENSION = -156,   /* an extension that was not offered */
     KZ_ERR_HS_RESP_TOO_LARGE = -157,   /* response header block over the limit */
+    KZ_ERR_PROXY = -158,               /* the HTTP proxy refused the CONNECT */
 
     /* framing: the peer broke RFC 6455 §5 (close with 1002) */
     KZ_ERR_PROTO_RSV = -200,                     /* RSV bit set that no extension claimed */

@@ -10,6 +10,7 @@
  *   kaze/loop.h       the event loop: io watchers, timers, defers, async, signals
  *   kaze/tcp.h        non-blocking TCP listen, accept, connect
  *   kaze/server.h     the WebSocket server on a loop
+ *   kaze/client.h     the client role's pieces without I/O: URLs, backoff, proxies
  */
 #ifndef KAZE_KAZE_H
 #define KAZE_KAZE_H
@@ -22,5 +23,6 @@
 #include "kaze/loop.h"
 #include "kaze/tcp.h"
 #include "kaze/server.h"
+#include "kaze/client.h"
 
 #endif

@@ -71,6 +71,8 @@ const char *kz_strerror(int err)
     case KZ_ERR_HS_RESP_TOO_LARGE:
         return "response header block too large";
 
+    case KZ_ERR_PROXY:
+        return "the HTTP proxy refused the tunnel";
     case KZ_ERR_PROTO_RSV:
         return "reserved bit set without a negotiated extension";
     case KZ_ERR_PROTO_OPCODE:
