@@ -132,7 +132,11 @@ struct kz_server_callbacks {
      * The connection is closed: the code and reason of the close (the
      * peer's, if it closed; ours, if we failed or closed it; 1006 if the
      * TCP connection dropped without a close frame). Called exactly once
-     * for every opened connection; `c` is freed when it returns.
+     * for every opened connection, as soon as the application can do nothing
+     * more with it (sends return KZ_ERR_CLOSED); the library may still be
+     * finishing the TCP close. Do not use `c` after this returns: it is
+     * freed by the end of the loop iteration, or later once its close
+     * handshake ends.
      */
     void (*on_close)(struct kz_conn *c, uint16_t code, struct kz_str reason);
 };
