@@ -18,6 +18,7 @@
 #include "kaze/frame.h"
 #include "kaze/utf8.h"
 #include "proto/utf8_internal.h"
+#include "../tests/support/utf8_encode.h"
 
 #define REPS   9
 #define MIN_NS 50000000ull
@@ -133,30 +134,6 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static size_t put_cp(uint8_t *out, uint32_t cp)
-{
-    if (cp < 0x80) {
-        out[0] = (uint8_t)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (uint8_t)(0xC0 | cp >> 6);
-        out[1] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (uint8_t)(0xE0 | cp >> 12);
-        out[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (uint8_t)(0xF0 | cp >> 18);
-    out[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /*
  * Words of 2..8 letters separated by spaces and the odd punctuation: Greek
  * and Cyrillic (2 bytes), CJK (3 bytes), emoji (4 bytes), from a fixed
@@ -176,7 +153,7 @@ static void make_multibyte(uint8_t *out, size_t len)
                           : pick < 6 ? 0x430 + r % 32     /* Cyrillic */
                           : pick < 9 ? 0x4E00 + r % 20000 /* CJK */
                                      : 0x1F600 + r % 80;  /* emoji */
-            i += put_cp(out + i, cp);
+            i += kzt_utf8_encode(cp, out + i);
         }
         out[i++] = (x >> 60) == 0 ? ',' : ' ';
     }

@@ -19,30 +19,7 @@
 
 #include "kaze/utf8.h"
 #include "proto/utf8_internal.h"
-
-static size_t encode(uint32_t cp, uint8_t *out)
-{
-    if (cp < 0x80) {
-        out[0] = (uint8_t)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (uint8_t)(0xC0 | cp >> 6);
-        out[1] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (uint8_t)(0xE0 | cp >> 12);
-        out[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (uint8_t)(0xF0 | cp >> 18);
-    out[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
-}
+#include "../support/utf8_encode.h"
 
 /*
  * Bit sets over byte strings of length 1..3: is_prefix[m] holds the first m
@@ -82,7 +59,7 @@ static void build_reference(void)
         if (cp >= 0xD800 && cp <= 0xDFFF)
             continue;
         uint8_t e[4];
-        size_t n = encode(cp, e);
+        size_t n = kzt_utf8_encode(cp, e);
         for (size_t m = 1; m <= n && m <= 3; m++)
             set_bit(is_prefix[m], key(e, m));
         if (n <= 3)
@@ -96,7 +73,7 @@ static int whole4(const uint8_t *s)
     uint32_t cp = (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
                   (uint32_t)(s[2] & 0x3F) << 6 | (uint32_t)(s[3] & 0x3F);
     uint8_t e[4];
-    return cp <= 0x10FFFF && encode(cp, e) == 4 && memcmp(e, s, 4) == 0;
+    return cp <= 0x10FFFF && kzt_utf8_encode(cp, e) == 4 && memcmp(e, s, 4) == 0;
 }
 
 enum { REF_VALID, REF_INCOMPLETE, REF_INVALID };

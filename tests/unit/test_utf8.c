@@ -16,6 +16,7 @@
 #include "kaze/utf8.h"
 #include "proto/utf8_internal.h"
 #include "helpers.h"
+#include "../support/utf8_encode.h"
 
 typedef int (*feed_fn)(kz_utf8_state *, const uint8_t *, size_t);
 
@@ -99,30 +100,6 @@ static enum ref ref_utf8(const uint8_t *p, size_t n, size_t *bad)
     return REF_VALID;
 }
 
-static size_t encode(uint32_t cp, uint8_t *out)
-{
-    if (cp < 0x80) {
-        out[0] = (uint8_t)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (uint8_t)(0xC0 | cp >> 6);
-        out[1] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (uint8_t)(0xE0 | cp >> 12);
-        out[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (uint8_t)(0xF0 | cp >> 18);
-    out[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 static uint64_t rng_state = 1; /* never 0: xorshift would stay there */
 
 static uint32_t rnd(void)
@@ -157,9 +134,9 @@ static void random_text(uint8_t *out, size_t len)
             break;
         }
         uint8_t buf[4];
-        size_t n = encode(cp, buf);
+        size_t n = kzt_utf8_encode(cp, buf);
         if (n > len - i)
-            n = encode(rnd() % 0x80, buf);
+            n = kzt_utf8_encode(rnd() % 0x80, buf);
         memcpy(out + i, buf, n);
         i += n;
     }
@@ -281,7 +258,7 @@ static void boundary_code_points(void **state)
                                      0x3FFFF, 0x40000, 0xFFFFF, 0x100000, 0x10FFFF};
     for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++) {
         uint8_t buf[4];
-        size_t n = encode(valid[i], buf);
+        size_t n = kzt_utf8_encode(valid[i], buf);
         size_t bad;
         assert_int_equal(ref_utf8(buf, n, &bad), REF_VALID);
         assert_true(kz_utf8_valid(buf, n));
@@ -291,7 +268,7 @@ static void boundary_code_points(void **state)
     static const uint32_t invalid[] = {0xD800, 0xDB7F, 0xDC00, 0xDFFF, 0x110000, 0x1FFFFF};
     for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
         uint8_t buf[4];
-        size_t n = encode(invalid[i], buf);
+        size_t n = kzt_utf8_encode(invalid[i], buf);
         assert_false(kz_utf8_valid(buf, n));
         check_guarded(buf, n);
     }
