@@ -18,5 +18,6 @@ unsigned cli_cpus(void);
 /* Subcommands: each takes argv with argv[0] = its own name; returns the exit status. */
 int cmd_echo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_client(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ static void usage(FILE *f)
                "commands:\n"
                "  echo     WebSocket echo server (the contract conformance suites test)\n"
                "  bench    load generator: echo throughput and latency, handshakes/s\n"
+               "  client   terminal client: lines in, messages out (interactive or scripted)\n"
                "  version  print the version\n"
                "\n"
                "kaze COMMAND --help describes a command's options.\n");
@@ -28,6 +29,8 @@ int main(int argc, char **argv)
         return cmd_echo(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "client") == 0)
+        return cmd_client(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("kaze %s\n", KZ_VERSION_STRING);
         return 0;

@@ -22,6 +22,14 @@ const char *kz_strerror(int err)
         return "already closed";
     case KZ_ERR_BACKPRESSURE:
         return "the peer's send queue is full";
+    case KZ_ERR_TIMEOUT:
+        return "timed out";
+    case KZ_ERR_UNSUPPORTED:
+        return "not supported by this build";
+    case KZ_ERR_RESOLVE:
+        return "host name not resolved";
+    case KZ_ERR_CONNECT:
+        return "TCP connection failed";
 
     case KZ_ERR_HS_MALFORMED:
         return "malformed HTTP request";

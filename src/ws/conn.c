@@ -97,10 +97,13 @@ static void linger(struct kz_conn *c)
 
 static void queue_close_frame(struct kz_conn *c, uint16_t code, const char *reason, size_t len)
 {
-    uint8_t frame[KZ_FRAME_HEADER_MAX + KZ_CONTROL_PAYLOAD_MAX];
-    int n = kz_frame_write_close(frame, sizeof(frame), code, reason, len, NULL);
+    uint8_t frame[KZ_FRAME_HEADER_MAX + KZ_CONTROL_PAYLOAD_MAX], keybuf[4];
+    const uint8_t *key = kz__conn_mask_key(c, keybuf);
+    if (c->client && !key)
+        return;
+    int n = kz_frame_write_close(frame, sizeof(frame), code, reason, len, key);
     if (n < 0) /* only reasons of our own reach here; fall back to the bare code */
-        n = kz_frame_write_close(frame, sizeof(frame), code, NULL, 0, NULL);
+        n = kz_frame_write_close(frame, sizeof(frame), code, NULL, 0, key);
     if (n > 0)
         kz__conn_queue(c, frame, (size_t)n, NULL, 0);
 }
@@ -134,8 +137,13 @@ void kz__conn_after_flush(struct kz_conn *c)
         if (c->srv->cb.on_drain)
             c->srv->cb.on_drain(c);
     }
-    if (c->state == KZ_CONN_LINGER)
-        shutdown(c->io.fd, SHUT_WR); /* our FIN goes first; the peer's ends it */
+    /*
+     * A server's FIN goes first and the peer's ends it. A client leaves
+     * that to the server (RFC 6455 §7.1.1) and waits for its FIN, bounded
+     * by the close timeout.
+     */
+    if (c->state == KZ_CONN_LINGER && !c->client)
+        shutdown(c->io.fd, SHUT_WR);
 }
 
 void kz__conn_going_away(struct kz_conn *c)
@@ -449,7 +457,7 @@ static ssize_t fill(struct kz_conn *c)
         memcpy(buf, c->kept, have);
     ssize_t n;
     do
-        n = read(c->io.fd, buf + have, KZ_READ_BUF_SIZE - have);
+        n = read(c->io.fd, buf + have, c->srv->rbuf_size - have);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return (errno == EAGAIN || errno == EWOULDBLOCK) ? -1 : 0;
@@ -520,7 +528,7 @@ static void read_discard(struct kz_conn *c)
     uint8_t *buf = c->srv->rbuf;
     ssize_t n;
     do
-        n = read(c->io.fd, buf, KZ_READ_BUF_SIZE);
+        n = read(c->io.fd, buf, c->srv->rbuf_size);
     while (n < 0 && errno == EINTR);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
         kill(c); /* the peer's FIN (or reset) ends a lingering connection */
@@ -667,32 +675,42 @@ void kz__conn_on_io(struct kz_loop *loop, struct kz_io *io, unsigned events)
     }
 }
 
-void kz__conn_start(struct kz_server *s, int fd)
+/* A connection on `fd`, registered with the loop and the server; NULL (fd closed) on failure. */
+static struct kz_conn *conn_new(struct kz_server *s, int fd, bool client)
 {
     struct kz_conn *c = kz__alloc(s, sizeof(*c));
     if (!c) {
         close(fd);
-        return;
+        return NULL;
     }
     memset(c, 0, sizeof(*c));
     c->srv = s;
+    c->client = client;
     struct kz_parser_config pc;
-    kz_parser_config_default(&pc, KZ_ROLE_SERVER);
+    kz_parser_config_default(&pc, client ? KZ_ROLE_CLIENT : KZ_ROLE_SERVER);
     pc.max_message_size = s->cfg.max_message_size;
     pc.max_frame_size = s->cfg.max_frame_size;
     kz_parser_init(&c->parser, &pc, &s->alloc);
     if (kz_io_start(s->loop, &c->io, fd, KZ_IO_READ, kz__conn_on_io) != KZ_OK) {
         close(fd);
         kz__free(s, c);
-        return;
+        return NULL;
     }
     c->last_rx = kz_loop_now(s->loop);
-    start_timer(c, s->cfg.handshake_timeout_ms);
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
     s->conns = c;
     s->conn_count++;
+    return c;
+}
+
+void kz__conn_start(struct kz_server *s, int fd)
+{
+    struct kz_conn *c = conn_new(s, fd, false);
+    if (!c)
+        return;
+    start_timer(c, s->cfg.handshake_timeout_ms);
     /*
      * The listener defers accepting until the client has sent something
      * (TCP_DEFER_ACCEPT), so the request is usually here already: read it
@@ -701,6 +719,37 @@ void kz__conn_start(struct kz_server *s, int fd)
     kz__conn_cork(c);
     read_handshake(c);
     kz__conn_uncork(c);
+}
+
+struct kz_conn *kz__conn_adopt(struct kz_server *s, int fd, const struct kz_pmd_params *pmd,
+                               void *user, const uint8_t *early, size_t early_len)
+{
+    struct kz_conn *c = conn_new(s, fd, true);
+    if (!c)
+        return NULL;
+    if (pmd && kz__pmd_setup(c, pmd) != KZ_OK) {
+        kill(c);
+        return NULL;
+    }
+    c->user = user;
+    c->state = KZ_CONN_OPEN;
+    c->flags |= KZ_CF_OPENED;
+    s->open_count++;
+    arm_heartbeat(c);
+    kz__conn_cork(c);
+    if (s->cb.on_open)
+        s->cb.on_open(c);
+    /* Frames the server sent right behind its 101. */
+    if (early_len && c->state == KZ_CONN_OPEN) {
+        uint8_t *buf = s->rbuf;
+        memcpy(buf, early, early_len);
+        size_t used = process(c, buf, early_len);
+        if ((c->state == KZ_CONN_OPEN || c->state == KZ_CONN_CLOSING) &&
+            keep(c, buf + used, early_len - used) != KZ_OK)
+            fail(c, KZ_CLOSE_INTERNAL_ERROR, "out of memory");
+    }
+    kz__conn_uncork(c);
+    return c;
 }
 
 void kz__conn_free(struct kz_conn *c)
@@ -721,6 +770,8 @@ void kz__conn_free(struct kz_conn *c)
     kz__pmd_free(c);
     kz__free(s, c->close_reason);
     kz__free(s, c);
+    if (s->conn_freed)
+        s->conn_freed(s);
 }
 
 void *kz_conn_user(const struct kz_conn *c)

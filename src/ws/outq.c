@@ -9,8 +9,11 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include <openssl/rand.h>
 
 #include "ws/ws_internal.h"
 
@@ -90,8 +93,13 @@ static void append_chunk(struct kz_conn *c, struct kz_chunk *ch)
     c->out_tail = ch;
 }
 
-/* Copies bytes to the end of the queue, filling the last chunk first. */
-static int queue_copy(struct kz_conn *c, const uint8_t *p, size_t n)
+/*
+ * Copies bytes to the end of the queue, filling the last chunk first; with
+ * `key`, masks them on the way (client frames), continuing the key's cycle
+ * at `off`.
+ */
+static int queue_copy_masked(struct kz_conn *c, const uint8_t *p, size_t n, const uint8_t *key,
+                             size_t off)
 {
     while (n > 0) {
         struct kz_chunk *tail = c->out_tail;
@@ -103,13 +111,42 @@ static int queue_copy(struct kz_conn *c, const uint8_t *p, size_t n)
         }
         size_t room = KZ_CHUNK_SIZE - tail->end;
         size_t take = n < room ? n : room;
-        memcpy(tail->data + tail->end, p, take);
+        if (key)
+            off = kz_mask_copy(tail->data + tail->end, p, take, key, off);
+        else
+            memcpy(tail->data + tail->end, p, take);
         tail->end += (uint32_t)take;
         c->buffered += take;
         p += take;
         n -= take;
     }
     return KZ_OK;
+}
+
+static int queue_copy(struct kz_conn *c, const uint8_t *p, size_t n)
+{
+    return queue_copy_masked(c, p, n, NULL, 0);
+}
+
+const uint8_t *kz__conn_mask_key(struct kz_conn *c, uint8_t key[4])
+{
+    struct kz_server *s = c->srv;
+    if (!c->client)
+        return NULL;
+    /*
+     * RFC 6455 §5.3: each frame's key must be unpredictable, from a strong
+     * source of entropy. OpenSSL's CSPRNG is asked for many keys at a time,
+     * not for every frame; should it ever fail, the kernel's is used.
+     */
+    if (s->mask_pos + 4 > KZ_MASK_POOL_SIZE) {
+        if (RAND_bytes(s->mask_pool, (int)KZ_MASK_POOL_SIZE) != 1 &&
+            getrandom(s->mask_pool, KZ_MASK_POOL_SIZE, 0) != (ssize_t)KZ_MASK_POOL_SIZE)
+            return NULL;
+        s->mask_pos = 0;
+    }
+    memcpy(key, s->mask_pool + s->mask_pos, 4);
+    s->mask_pos += 4;
+    return key;
 }
 
 void kz__conn_want_flush(struct kz_conn *c)
@@ -174,15 +211,18 @@ void kz__conn_uncork(struct kz_conn *c)
     kz_io_set_events(s->loop, &c->io, c->io.events | KZ_IO_WRITE);
 }
 
-int kz__conn_queue(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
-                   size_t plen)
+/* Queues a header and its payload, which `key` (if not NULL) masks on the way. */
+static int queue_bytes(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
+                       size_t plen, const uint8_t *key)
 {
     struct kz_server *s = c->srv;
     size_t total = hlen + plen;
     if (s->corked == c && !c->out_head) {
-        if (s->cork_len + total <= KZ_CORK_SIZE) {
+        if (s->cork_len + total <= s->cork_size) {
             memcpy(s->cork + s->cork_len, hdr, hlen);
-            if (plen)
+            if (plen && key)
+                kz_mask_copy(s->cork + s->cork_len + hlen, payload, plen, key, 0);
+            else if (plen)
                 memcpy(s->cork + s->cork_len + hlen, payload, plen);
             s->cork_len += total;
             c->buffered += total;
@@ -194,7 +234,8 @@ int kz__conn_queue(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uin
         if (c->state == KZ_CONN_DEAD)
             return KZ_ERR_CLOSED;
     }
-    if (!c->out_head && total >= KZ_DIRECT_WRITE_MIN) {
+    /* Masked bytes must be copied anyway: only plain ones may go straight from the caller. */
+    if (!c->out_head && total >= KZ_DIRECT_WRITE_MIN && !key) {
         ssize_t n = write_now(c, hdr, hlen, payload, plen);
         if (n < 0) {
             kz__conn_abort(c, KZ_CLOSE_ABNORMAL, "write failed");
@@ -215,18 +256,34 @@ int kz__conn_queue(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uin
     }
     int rc = queue_copy(c, hdr, hlen);
     if (rc == KZ_OK)
-        rc = queue_copy(c, payload, plen);
+        rc = queue_copy_masked(c, payload, plen, key, 0);
     if (rc != KZ_OK)
         return rc;
     kz__conn_want_flush(c);
     return KZ_OK;
 }
 
+int kz__conn_queue(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
+                   size_t plen)
+{
+    return queue_bytes(c, hdr, hlen, payload, plen, NULL);
+}
+
+int kz__conn_queue_frame_rsv(struct kz_conn *c, unsigned opcode, unsigned rsv,
+                             const uint8_t *payload, size_t len)
+{
+    uint8_t hdr[KZ_FRAME_HEADER_MAX], keybuf[4];
+    const uint8_t *key = kz__conn_mask_key(c, keybuf);
+    if (c->client && !key)
+        return KZ_ERR_SYSTEM; /* no randomness at all: better not to send than to send predictably
+                               */
+    size_t hlen = kz_frame_write_header(hdr, opcode, true, rsv, len, key);
+    return queue_bytes(c, hdr, hlen, payload, len, key);
+}
+
 int kz__conn_queue_frame(struct kz_conn *c, unsigned opcode, const uint8_t *payload, size_t len)
 {
-    uint8_t hdr[KZ_FRAME_HEADER_MAX];
-    size_t hlen = kz_frame_write_header(hdr, opcode, true, 0, len, NULL);
-    return kz__conn_queue(c, hdr, hlen, payload, len);
+    return kz__conn_queue_frame_rsv(c, opcode, 0, payload, len);
 }
 
 /* Applies the backpressure policy to a send of `n` more bytes. */
@@ -307,6 +364,8 @@ void kz_msg_unref(struct kz_msg *m)
 
 int kz_conn_send_msg(struct kz_conn *c, struct kz_msg *m)
 {
+    if (c->client) /* a client masks every frame: a shared unmasked frame cannot go as it is */
+        return kz_conn_send(c, (enum kz_opcode)m->op, m->data + m->hlen, m->len - m->hlen);
     int rc = admit(c, m->len);
     if (rc != KZ_OK)
         return rc;

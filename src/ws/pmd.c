@@ -19,6 +19,7 @@ struct kz_pmd_conn {
     struct kz_inflater *rx;
     kz_utf8_state utf8; /* of the inflated text of the message in progress */
     bool check_utf8;
+    bool plain_only; /* send uncompressed (a client held to an 8-bit window) */
 };
 
 static struct kz_deflater *new_deflater(struct kz_server *s, uint8_t window_bits,
@@ -45,20 +46,40 @@ int kz__pmd_accept(struct kz_conn *c, const struct kz_hs_request *req, char *ext
     int rc = kz_pmd_negotiate(req, &pol, &params, ext, cap);
     if (rc <= 0)
         return rc;
+    rc = kz__pmd_setup(c, &params);
+    return rc == KZ_OK ? 1 : rc;
+}
+
+int kz__pmd_setup(struct kz_conn *c, const struct kz_pmd_params *params)
+{
+    struct kz_server *s = c->srv;
+    /* What each side compresses with, seen from this end. */
+    uint8_t rx_bits = c->client ? params->server_max_window_bits : params->client_max_window_bits;
+    bool rx_nct =
+        c->client ? params->server_no_context_takeover : params->client_no_context_takeover;
+    uint8_t tx_bits = c->client ? params->client_max_window_bits : params->server_max_window_bits;
+    bool tx_nct =
+        c->client ? params->client_no_context_takeover : params->server_no_context_takeover;
     struct kz_pmd_conn *pc = kz__alloc(s, sizeof(*pc));
     if (!pc)
         return KZ_ERR_NOMEM;
     memset(pc, 0, sizeof(*pc));
-    pc->params = params;
+    pc->params = *params;
     struct kz_inflate_config ic = {
-        .window_bits = params.client_max_window_bits,
-        .no_context_takeover = params.client_no_context_takeover,
+        .window_bits = rx_bits,
+        .no_context_takeover = rx_nct,
         .max_message = s->cfg.max_message_size,
     };
     pc->rx = kz_inflater_new(&ic, &s->alloc);
-    if (s->cfg.deflate_mode == KZ_DEFLATE_DEDICATED)
-        pc->tx = new_deflater(s, params.server_max_window_bits, params.server_no_context_takeover);
-    if (!pc->rx || (s->cfg.deflate_mode == KZ_DEFLATE_DEDICATED && !pc->tx)) {
+    /*
+     * A client held to an 8-bit window sends plainly: zlib cannot compress
+     * within 256 bytes, and an uncompressed message is always allowed.
+     */
+    pc->plain_only = c->client && tx_bits < 9;
+    bool own_tx = c->client ? !pc->plain_only : s->cfg.deflate_mode == KZ_DEFLATE_DEDICATED;
+    if (own_tx)
+        pc->tx = new_deflater(s, tx_bits, tx_nct);
+    if (!pc->rx || (own_tx && !pc->tx)) {
         kz_inflater_free(pc->rx);
         kz_deflater_free(pc->tx);
         kz__free(s, pc);
@@ -78,7 +99,7 @@ int kz__pmd_accept(struct kz_conn *c, const struct kz_hs_request *req, char *ext
     c->parser.max_msg = wire;
     if (c->parser.max_frame == max)
         c->parser.max_frame = wire;
-    return 1;
+    return KZ_OK;
 }
 
 void kz__pmd_free(struct kz_conn *c)
@@ -171,7 +192,7 @@ int kz__pmd_send_msg(struct kz_conn *c, struct kz_msg *m, const uint8_t **bytes,
 int kz__pmd_send(struct kz_conn *c, unsigned op, const uint8_t *data, size_t len)
 {
     struct kz_server *s = c->srv;
-    if (!c->pmd || len < s->cfg.deflate_min_size)
+    if (!c->pmd || len < s->cfg.deflate_min_size || c->pmd->plain_only)
         return 0;
     struct kz_deflater *d = c->pmd->tx;
     if (!d) {
@@ -192,9 +213,7 @@ int kz__pmd_send(struct kz_conn *c, unsigned op, const uint8_t *data, size_t len
     int rc = kz_deflate_message(d, data, len, &z, &zlen);
     if (rc != KZ_OK)
         return rc;
-    uint8_t hdr[KZ_FRAME_HEADER_MAX];
-    size_t hlen = kz_frame_write_header(hdr, op, true, KZ_RSV1, zlen, NULL);
-    rc = kz__conn_queue(c, hdr, hlen, z, zlen);
+    rc = kz__conn_queue_frame_rsv(c, op, KZ_RSV1, z, zlen);
     if (d != s->shared_tx) /* the shared one stays warm: it serves every connection */
         kz_deflater_trim(d);
     return rc == KZ_OK ? 1 : rc;

@@ -148,6 +148,14 @@ struct kz_server *kz_server_new(struct kz_loop *loop, const struct kz_server_con
                                 const struct kz_server_callbacks *cb, void *user,
                                 const struct kz_allocator *alloc)
 {
+    return kz__server_new(loop, cfg, cb, user, alloc, KZ_READ_BUF_SIZE, KZ_CORK_SIZE);
+}
+
+struct kz_server *kz__server_new(struct kz_loop *loop, const struct kz_server_config *cfg,
+                                 const struct kz_server_callbacks *cb, void *user,
+                                 const struct kz_allocator *alloc, size_t rbuf_size,
+                                 size_t cork_size)
+{
     if (!loop || !cb || !cb->on_message)
         return NULL;
     struct kz_allocator a = {default_malloc, default_realloc, default_free, NULL};
@@ -166,12 +174,14 @@ struct kz_server *kz_server_new(struct kz_loop *loop, const struct kz_server_con
         s->cfg = *cfg;
     else
         kz_server_config_default(&s->cfg);
-    if (s->cfg.max_header_size == 0 || s->cfg.max_header_size > KZ_READ_BUF_SIZE / 2)
-        s->cfg.max_header_size = KZ_READ_BUF_SIZE / 2;
+    s->rbuf_size = rbuf_size;
+    s->cork_size = cork_size;
+    if (s->cfg.max_header_size == 0 || s->cfg.max_header_size > rbuf_size / 2)
+        s->cfg.max_header_size = rbuf_size / 2;
     if (s->cfg.max_frame_size == 0 || s->cfg.max_frame_size > s->cfg.max_message_size)
         s->cfg.max_frame_size = s->cfg.max_message_size;
-    s->rbuf = kz__alloc(s, KZ_READ_BUF_SIZE);
-    s->cork = kz__alloc(s, KZ_CORK_SIZE);
+    s->rbuf = kz__alloc(s, rbuf_size);
+    s->cork = kz__alloc(s, cork_size);
     s->sha1 = kz_sha1_new(); /* NULL is fine: accept keys then use EVP_sha1() */
     if (!s->rbuf || !s->cork) {
         kz_sha1_free(s->sha1);

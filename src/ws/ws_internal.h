@@ -1,7 +1,14 @@
 /*
  * Private to src/ws: the server and connection structs and the functions the
- * server's files share. The write path (outq.c), the read path (conn.c) and
- * the server (server.c) meet here.
+ * server's files share. The write path (outq.c), the read path (conn.c), the
+ * server (server.c) and the client (client.c) meet here.
+ *
+ * A client connection is a kz_conn too: it runs on a kz_server that has no
+ * listener (the client's context: allocator, limits, callbacks, buffers and
+ * pools), created by the kz_client that owns it. What differs by role is
+ * small: client frames are masked with a fresh random key each, the parser
+ * refuses masked frames, and after the close handshake the client waits for
+ * the server to end the TCP connection instead of ending it first.
  */
 #ifndef KZ_WS_INTERNAL_H
 #define KZ_WS_INTERNAL_H
@@ -20,6 +27,11 @@
 #define KZ_CHUNK_POOL_MAX 64u
 /* The read buffer every connection of a server reads into, in turn. */
 #define KZ_READ_BUF_SIZE (256u * 1024u)
+/* A client's context has one connection at a time: smaller buffers do. */
+#define KZ_CLIENT_READ_BUF_SIZE (64u * 1024u)
+#define KZ_CLIENT_CORK_SIZE     (16u * 1024u)
+/* Random bytes drawn from OpenSSL at a time for client mask keys. */
+#define KZ_MASK_POOL_SIZE 256u
 /* Input kept between reads outside a handshake: a partial header or control frame. */
 #define KZ_KEPT_MAX (KZ_FRAME_HEADER_MAX + KZ_CONTROL_PAYLOAD_MAX)
 /*
@@ -105,6 +117,7 @@ struct kz_conn {
     uint8_t state;
     uint8_t flags;
     uint8_t msg_op;
+    bool client; /* client role: mask what we send, let the server close TCP first */
 };
 
 struct kz_server {
@@ -127,20 +140,32 @@ struct kz_server {
     size_t open_count;
     struct kz_sha1 *sha1;          /* fetched once: every handshake hashes a key */
     struct kz_deflater *shared_tx; /* KZ_DEFLATE_SHARED: the one compressor */
-    uint8_t *rbuf;                 /* KZ_READ_BUF_SIZE */
-    uint8_t *cork;                 /* KZ_CORK_SIZE */
+    uint8_t *rbuf;                 /* rbuf_size bytes */
+    uint8_t *cork;                 /* cork_size bytes */
+    size_t rbuf_size;
+    size_t cork_size;
     size_t cork_len;
     struct kz_conn *corked; /* whose input is being processed, or NULL */
     uint8_t *msg_cache[KZ_MSG_CACHE_COUNT];
     size_t msg_cache_cap[KZ_MSG_CACHE_COUNT];
     unsigned msg_cache_len;
     bool shutting_down;
+    bool client;                             /* a client's context: connections are client role */
+    void (*conn_freed)(struct kz_server *s); /* client only: after each kz__conn_free */
+    uint8_t mask_pool[KZ_MASK_POOL_SIZE];    /* client only: random bytes for mask keys */
+    unsigned mask_pos;                       /* next unused byte of mask_pool */
 };
 
 /* outq.c */
+/* Queues bytes as they are: HTTP heads, and frames the caller has finished. */
 int kz__conn_queue(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
                    size_t plen);
+/* Queues a whole frame (FIN set), masked with a fresh key on a client connection. */
+int kz__conn_queue_frame_rsv(struct kz_conn *c, unsigned opcode, unsigned rsv,
+                             const uint8_t *payload, size_t len);
 int kz__conn_queue_frame(struct kz_conn *c, unsigned opcode, const uint8_t *payload, size_t len);
+/* A fresh mask key for a client frame, or NULL on a server connection. */
+const uint8_t *kz__conn_mask_key(struct kz_conn *c, uint8_t key[4]);
 void kz__conn_want_flush(struct kz_conn *c);
 void kz__conn_cork(struct kz_conn *c);
 void kz__conn_uncork(struct kz_conn *c);
@@ -150,6 +175,15 @@ void kz__server_pool_free(struct kz_server *s);
 
 /* conn.c */
 void kz__conn_start(struct kz_server *s, int fd);
+/*
+ * A client connection whose opening handshake client.c has completed on
+ * `fd`: created OPEN, with permessage-deflate set up from `pmd` (NULL if
+ * none was agreed). `early` holds bytes that arrived behind the 101 (frames
+ * the server sent at once), processed right after on_open. Returns NULL
+ * (and closes fd) if memory runs out.
+ */
+struct kz_conn *kz__conn_adopt(struct kz_server *s, int fd, const struct kz_pmd_params *pmd,
+                               void *user, const uint8_t *early, size_t early_len);
 void kz__conn_on_io(struct kz_loop *loop, struct kz_io *io, unsigned events);
 void kz__conn_after_flush(struct kz_conn *c);
 void kz__conn_abort(struct kz_conn *c, uint16_t code, const char *reason);
@@ -158,6 +192,8 @@ void kz__conn_going_away(struct kz_conn *c);
 
 /* pmd.c */
 int kz__pmd_accept(struct kz_conn *c, const struct kz_hs_request *req, char *ext, size_t cap);
+/* Sets up the agreed parameters on `c` (either role). KZ_OK or KZ_ERR_NOMEM. */
+int kz__pmd_setup(struct kz_conn *c, const struct kz_pmd_params *params);
 int kz__pmd_on_data(struct kz_conn *c, const struct kz_event *ev);
 int kz__pmd_send(struct kz_conn *c, unsigned op, const uint8_t *data, size_t len);
 void kz__pmd_free(struct kz_conn *c);
@@ -165,6 +201,11 @@ int kz__pmd_send_msg(struct kz_conn *c, struct kz_msg *m, const uint8_t **bytes,
 
 /* server.c: makes sure the end-of-iteration pass (flush, free the dead) runs */
 void kz__server_kick(struct kz_server *s);
+/* A server with buffers of the given sizes; kz_server_new and client.c's context. */
+struct kz_server *kz__server_new(struct kz_loop *loop, const struct kz_server_config *cfg,
+                                 const struct kz_server_callbacks *cb, void *user,
+                                 const struct kz_allocator *alloc, size_t rbuf_size,
+                                 size_t cork_size);
 
 /* allocation through the server's allocator */
 void *kz__alloc(struct kz_server *s, size_t n);
