@@ -521,6 +521,8 @@ int cmd_client(int argc, char **argv)
         return rc;
     if (!a->cfg.reconnect)
         a->cfg.offline_queue_max = 0; /* nothing is sent before the one connection opens */
+    /* --echo sends back messages as large as it accepts: the queue must hold one. */
+    a->cfg.max_buffered = 2 * a->cfg.max_message_size + (1u << 20);
     a->loop = kz_loop_new(NULL);
     if (!a->loop) {
         fprintf(stderr, "kaze client: cannot create the event loop: %s\n", strerror(errno));
