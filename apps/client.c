@@ -58,28 +58,31 @@ struct app {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: kaze client [options] URL\n"
-               "\n"
-               "Connects to a ws:// URL. Lines from stdin are sent as messages; messages\n"
-               "received are printed one per line. Reading from a pipe or file, the client\n"
-               "waits after end of input for as many messages as it sent, then closes.\n"
-               "\n"
-               "options:\n"
-               "  --echo                send every message received back, until the server closes\n"
-               "  --binary              send lines as binary messages\n"
-               "  -H, --header 'N: V'   add a request header (repeatable)\n"
-               "  -s, --subprotocol P   offer a subprotocol (repeatable, in preference order)\n"
-               "  --origin ORIGIN       send an Origin header\n"
-               "  --compress            offer permessage-deflate\n"
-               "  --proxy URL           HTTP proxy (CONNECT); default: http_proxy / https_proxy,\n"
-               "                        unless no_proxy matches the host\n"
-               "  --no-proxy            ignore the proxy environment variables\n"
-               "  --insecure            wss:// only: do not verify the server's certificate\n"
-               "  --reconnect           reconnect with backoff when the connection is lost\n"
-               "  --count N             after end of input, wait for N messages\n"
-               "  --wait SECONDS        wait at most this long after end of input (0: no limit)\n"
-               "  --max-message SIZE    largest message accepted (default 16M)\n"
-               "  -q, --quiet           no status lines on stderr\n");
+    fprintf(f,
+            "usage: kaze client [options] URL\n"
+            "\n"
+            "Connects to a ws:// URL. Lines from stdin are sent as messages; messages\n"
+            "received are printed one per line. Reading from a pipe or file, the client\n"
+            "waits after end of input for as many messages as it sent, then closes.\n"
+            "\n"
+            "options:\n"
+            "  --echo                send every message received back, until the server closes\n"
+            "  --binary              send lines as binary messages\n"
+            "  -H, --header 'N: V'   add a request header (repeatable)\n"
+            "  -s, --subprotocol P   offer a subprotocol (repeatable, in preference order)\n"
+            "  --origin ORIGIN       send an Origin header\n"
+            "  --compress            offer permessage-deflate\n"
+            "  --proxy URL           HTTP proxy (CONNECT); default: http_proxy / https_proxy,\n"
+            "                        unless no_proxy matches the host\n"
+            "  --no-proxy            ignore the proxy environment variables\n"
+            "  --ca FILE             wss://: trust these CA certificates (PEM) instead of the\n"
+            "                        system's store\n"
+            "  --insecure            wss://: do not verify the server's certificate (tests only)\n"
+            "  --reconnect           reconnect with backoff when the connection is lost\n"
+            "  --count N             after end of input, wait for N messages\n"
+            "  --wait SECONDS        wait at most this long after end of input (0: no limit)\n"
+            "  --max-message SIZE    largest message accepted (default 16M)\n"
+            "  -q, --quiet           no status lines on stderr\n");
 }
 
 /* ------------------------------------------------------------------------
@@ -373,6 +376,7 @@ enum {
     OPT_PROXY,
     OPT_NO_PROXY,
     OPT_INSECURE,
+    OPT_CA,
     OPT_RECONNECT,
     OPT_COUNT,
     OPT_WAIT,
@@ -391,6 +395,7 @@ static int parse_args(struct app *a, int argc, char **argv)
         {"proxy", required_argument, NULL, OPT_PROXY},
         {"no-proxy", no_argument, NULL, OPT_NO_PROXY},
         {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"ca", required_argument, NULL, OPT_CA},
         {"reconnect", no_argument, NULL, OPT_RECONNECT},
         {"count", required_argument, NULL, OPT_COUNT},
         {"wait", required_argument, NULL, OPT_WAIT},
@@ -438,6 +443,10 @@ static int parse_args(struct app *a, int argc, char **argv)
             break;
         case OPT_INSECURE:
             a->insecure = true;
+            a->cfg.tls_insecure = true;
+            break;
+        case OPT_CA:
+            a->cfg.tls_ca_file = optarg;
             break;
         case OPT_RECONNECT:
             a->cfg.reconnect = true;
@@ -473,8 +482,8 @@ static int parse_args(struct app *a, int argc, char **argv)
         fprintf(stderr, "kaze client: invalid URL '%s' (ws://host[:port]/path)\n", a->url);
         return 2;
     }
-    if (a->insecure && !url.tls) {
-        fprintf(stderr, "kaze client: --insecure applies to wss:// URLs only\n");
+    if ((a->insecure || a->cfg.tls_ca_file) && !url.tls) {
+        fprintf(stderr, "kaze client: --insecure and --ca apply to wss:// URLs only\n");
         return 2;
     }
     if (a->cfg.max_message_size == 0) {
@@ -540,8 +549,10 @@ int cmd_client(int argc, char **argv)
     int err = KZ_OK;
     a->cl = kz_client_new(a->loop, a->url, &a->cfg, &cb, a, NULL, &err);
     if (!a->cl) {
-        if (err == KZ_ERR_UNSUPPORTED)
-            fprintf(stderr, "kaze client: wss:// needs TLS, which this build does not have\n");
+        if (err == KZ_ERR_TLS)
+            fprintf(stderr, "kaze client: cannot load the CA certificates%s%s\n",
+                    a->cfg.tls_ca_file ? " from " : "",
+                    a->cfg.tls_ca_file ? a->cfg.tls_ca_file : " of the system");
         else if (err == KZ_ERR_INVALID_ARGUMENT)
             fprintf(stderr, "kaze client: invalid URL, proxy or option\n");
         else

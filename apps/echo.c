@@ -2,7 +2,9 @@
  * kaze echo: sends every message back as it came, text as text, binary as
  * binary. One loop and one server per thread, all listening on the same port
  * (SO_REUSEPORT). SIGINT or SIGTERM starts a graceful shutdown: every open
- * connection is closed with 1001; a second signal exits at once.
+ * connection is closed with 1001; a second signal exits at once. With
+ * --tls-cert and --tls-key it speaks wss://, and SIGHUP reloads the
+ * certificates without touching open connections.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +18,7 @@
 #include "cli.h"
 
 #define MAX_PROTOCOLS 16
+#define MAX_CERTS     8
 
 struct echo_opts {
     const char *host;
@@ -25,6 +28,9 @@ struct echo_opts {
     size_t num_protocols;
     bool quiet;
     struct kz_server_config cfg;
+    struct kz_tls_cert certs[MAX_CERTS];
+    size_t num_certs, num_keys;
+    bool tls13_only;
 };
 
 struct worker {
@@ -47,6 +53,12 @@ static void on_message(struct kz_conn *c, enum kz_opcode op, const uint8_t *data
     kz_conn_send(c, op, data, len);
 }
 
+static void on_tls_error(struct kz_conn *c, const char *detail)
+{
+    (void)c;
+    fprintf(stderr, "kaze echo: TLS handshake failed: %s\n", detail);
+}
+
 static void on_stop(struct kz_loop *loop, struct kz_async *a)
 {
     struct worker *w = KZ_CONTAINER_OF(a, struct worker, stop);
@@ -59,6 +71,7 @@ static int worker_init(struct worker *w)
     static const struct kz_server_callbacks cb = {
         .on_upgrade = on_upgrade,
         .on_message = on_message,
+        .on_tls_error = on_tls_error,
     };
     w->loop = kz_loop_new(NULL);
     if (!w->loop)
@@ -88,11 +101,22 @@ static void *worker_main(void *arg)
 
 /* The main thread watches the signals and tells every worker to shut down. */
 struct control {
-    struct kz_signal sigint, sigterm;
+    struct kz_signal sigint, sigterm, sighup;
+    struct kz_tls_server *tls;
     struct worker *workers;
     unsigned n;
     bool stopping;
 };
+
+static void on_hangup(struct kz_loop *loop, struct kz_signal *s)
+{
+    struct control *ctl = KZ_CONTAINER_OF(s, struct control, sighup);
+    char err[512];
+    if (kz_tls_server_reload(ctl->tls, err, sizeof(err)) == KZ_OK)
+        fprintf(stderr, "kaze echo: certificates reloaded\n");
+    else
+        fprintf(stderr, "kaze echo: reload failed, keeping the old certificates: %s\n", err);
+}
 
 static void on_signal(struct kz_loop *loop, struct kz_signal *s)
 {
@@ -133,6 +157,11 @@ static void usage(FILE *f)
             "      --deflate-window N  window bits of our compressor, 9..15 (default 15)\n"
             "      --deflate-mem-level N  zlib memLevel 1..9 (default 8)\n"
             "      --deflate-min-size BYTES  send shorter messages uncompressed (default 64)\n"
+            "      --tls-cert FILE     serve wss://: certificate chain (PEM); repeat with\n"
+            "      --tls-key FILE      its key for more certificates, chosen by SNI (the\n"
+            "                          first is the default); SIGHUP reloads them\n"
+            "      --tls13-only        refuse TLS 1.2 (default: 1.2 and 1.3)\n"
+            "      --tls-handshake-timeout MS  (default 10000)\n"
             "  -q, --quiet             no start-up line\n");
 }
 
@@ -155,6 +184,10 @@ enum {
     OPT_DEFLATE_WINDOW,
     OPT_DEFLATE_MEM_LEVEL,
     OPT_DEFLATE_MIN_SIZE,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS13_ONLY,
+    OPT_TLS_HANDSHAKE_TIMEOUT,
 };
 
 static void parse_opts(int argc, char **argv, struct echo_opts *o)
@@ -182,6 +215,10 @@ static void parse_opts(int argc, char **argv, struct echo_opts *o)
         {"deflate-window", required_argument, NULL, OPT_DEFLATE_WINDOW},
         {"deflate-mem-level", required_argument, NULL, OPT_DEFLATE_MEM_LEVEL},
         {"deflate-min-size", required_argument, NULL, OPT_DEFLATE_MIN_SIZE},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls13-only", no_argument, NULL, OPT_TLS13_ONLY},
+        {"tls-handshake-timeout", required_argument, NULL, OPT_TLS_HANDSHAKE_TIMEOUT},
         {NULL, 0, NULL, 0},
     };
     struct kz_server_config *cfg = &o->cfg;
@@ -287,6 +324,26 @@ static void parse_opts(int argc, char **argv, struct echo_opts *o)
         case OPT_DEFLATE_MIN_SIZE:
             cfg->deflate_min_size = cli_size("--deflate-min-size", optarg);
             break;
+        case OPT_TLS_CERT:
+        case OPT_TLS_KEY: {
+            size_t *n = ch == OPT_TLS_CERT ? &o->num_certs : &o->num_keys;
+            if (*n == MAX_CERTS) {
+                fprintf(stderr, "kaze echo: at most %d certificates\n", MAX_CERTS);
+                exit(2);
+            }
+            if (ch == OPT_TLS_CERT)
+                o->certs[(*n)++].cert_file = optarg;
+            else
+                o->certs[(*n)++].key_file = optarg;
+            break;
+        }
+        case OPT_TLS13_ONLY:
+            o->tls13_only = true;
+            break;
+        case OPT_TLS_HANDSHAKE_TIMEOUT:
+            cfg->tls_handshake_timeout_ms =
+                (uint32_t)cli_uint("--tls-handshake-timeout", optarg, UINT32_MAX);
+            break;
         default:
             usage(stderr);
             exit(2);
@@ -294,6 +351,10 @@ static void parse_opts(int argc, char **argv, struct echo_opts *o)
     }
     if (optind < argc) {
         fprintf(stderr, "kaze echo: unexpected argument '%s'\n", argv[optind]);
+        exit(2);
+    }
+    if (o->num_certs != o->num_keys) {
+        fprintf(stderr, "kaze echo: give each --tls-cert its --tls-key\n");
         exit(2);
     }
     if (!buffered_set)
@@ -322,11 +383,25 @@ int cmd_echo(int argc, char **argv)
     if (o.threads == 0)
         o.threads = 1;
 
+    struct kz_tls_server *tls = NULL;
+    if (o.num_certs) {
+        struct kz_tls_server_config tc = {
+            .certs = o.certs, .num_certs = o.num_certs, .tls13_only = o.tls13_only};
+        char err[512];
+        tls = kz_tls_server_new(&tc, err, sizeof(err));
+        if (!tls) {
+            fprintf(stderr, "kaze echo: %s\n", err);
+            return 1;
+        }
+        o.cfg.tls = tls;
+    }
+
     /* Signals go to the main loop's signalfd; block them before threads start. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -344,14 +419,17 @@ int cmd_echo(int argc, char **argv)
         }
     }
     if (!o.quiet)
-        fprintf(stderr, "kaze echo: listening on %s:%u with %u thread%s\n", o.host ? o.host : "*",
-                o.port, o.threads, o.threads == 1 ? "" : "s");
+        fprintf(stderr, "kaze echo: listening on %s:%u (%s) with %u thread%s\n",
+                o.host ? o.host : "*", o.port, tls ? "wss" : "ws", o.threads,
+                o.threads == 1 ? "" : "s");
     printf("%u\n", o.port);
     fflush(stdout);
 
-    struct control ctl = {.workers = workers, .n = o.threads};
+    struct control ctl = {.workers = workers, .n = o.threads, .tls = tls};
     kz_signal_start(workers[0].loop, &ctl.sigint, SIGINT, on_signal);
     kz_signal_start(workers[0].loop, &ctl.sigterm, SIGTERM, on_signal);
+    if (tls)
+        kz_signal_start(workers[0].loop, &ctl.sighup, SIGHUP, on_hangup);
     for (unsigned i = 1; i < o.threads; i++)
         pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
     /* The main thread's loop ends when its server is idle and the signals are stopped. */
@@ -361,6 +439,7 @@ int cmd_echo(int argc, char **argv)
         if (signals_on && ctl.stopping && kz_server_conn_count(workers[0].srv) == 0) {
             kz_signal_stop(workers[0].loop, &ctl.sigint);
             kz_signal_stop(workers[0].loop, &ctl.sigterm);
+            kz_signal_stop(workers[0].loop, &ctl.sighup);
             signals_on = false;
         }
     }
@@ -372,5 +451,6 @@ int cmd_echo(int argc, char **argv)
     for (unsigned i = 0; i < o.threads; i++)
         worker_free(&workers[i]);
     free(workers);
+    kz_tls_server_free(tls);
     return rc ? 1 : 0;
 }

@@ -177,7 +177,7 @@ struct kz_client;
 /* Why an attempt failed before the connection opened (on_connect_error). */
 struct kz_client_error {
     int err;            /* kz_err: KZ_ERR_RESOLVE, KZ_ERR_CONNECT, KZ_ERR_TIMEOUT, KZ_ERR_PROXY,
-                           KZ_ERR_HS_RESP_*, KZ_ERR_SYSTEM, KZ_ERR_NOMEM */
+                           KZ_ERR_TLS, KZ_ERR_HS_RESP_*, KZ_ERR_SYSTEM, KZ_ERR_NOMEM */
     int sys_errno;      /* for KZ_ERR_CONNECT and KZ_ERR_SYSTEM: errno (ECONNREFUSED, ...) */
     int status;         /* the HTTP status of the handshake's or the proxy's answer, or 0 */
     const char *detail; /* NUL-terminated, for people: "connect 127.0.0.1:9: Connection refused" */
@@ -219,6 +219,16 @@ struct kz_client_config {
      * fills it from http_proxy / https_proxy / no_proxy.
      */
     const char *proxy;
+
+    /*
+     * wss://: the server's certificate is verified against `tls_ca_file`
+     * (PEM), or the system's store when NULL, and must be valid for the
+     * URL's host (SNI is sent for names). `tls_insecure` skips the
+     * verification — for tests against self-signed certificates only.
+     */
+    const char *tls_ca_file;
+    bool tls_insecure;
+    uint32_t tls_handshake_timeout_ms; /* default 10 s */
 
     /* Reconnection. */
     bool reconnect;                   /* default false */
@@ -280,14 +290,14 @@ struct kz_client_callbacks {
 };
 
 /*
- * Creates a client for `url` (ws://; wss:// returns NULL until TLS comes,
- * with KZ_ERR_UNSUPPORTED in *err) on `loop`. `cb` is copied; on_message is
+ * Creates a client for `url` (ws:// or wss://) on `loop`. `cb` is copied; on_message is
  * required. `alloc` NULL means malloc; the resolver's thread allocates with
  * getaddrinfo's own malloc, and its small job block (about 100 bytes plus
  * the host name) with malloc too, since it may outlive the client. `user`
  * is the client's user data (kz_client_user, and kz_conn_user of its
  * connections). Returns NULL on a bad URL, bad proxy or config
- * (KZ_ERR_INVALID_ARGUMENT) or no memory; `err` (may be NULL) says which.
+ * (KZ_ERR_INVALID_ARGUMENT), CA certificates that cannot be loaded
+ * (KZ_ERR_TLS) or no memory; `err` (may be NULL) says which.
  * Nothing happens until kz_client_start.
  */
 KZ_EXPORT struct kz_client *kz_client_new(struct kz_loop *loop, const char *url,

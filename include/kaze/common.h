@@ -53,6 +53,7 @@ enum kz_err {
     KZ_ERR_UNSUPPORTED = -10,     /* a feature this build does not have (wss:// before TLS) */
     KZ_ERR_RESOLVE = -11,         /* the host name could not be resolved */
     KZ_ERR_CONNECT = -12,         /* the TCP connection could not be made: errno says why */
+    KZ_ERR_TLS = -13,             /* the TLS handshake failed (certificate, protocol) */
 
     /* handshake: a client's request is refused */
     KZ_ERR_HS_MALFORMED = -100,        /* not a parsable HTTP/1.1 request: 400 */

@@ -23,6 +23,7 @@
 #include "kaze/loop.h"
 #include "kaze/tcp.h"
 #include "kaze/server.h"
+#include "kaze/tls.h"
 #include "kaze/client.h"
 
 #endif

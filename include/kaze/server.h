@@ -32,6 +32,7 @@
 #include "kaze/frame.h"
 #include "kaze/handshake.h"
 #include "kaze/loop.h"
+#include "kaze/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -89,6 +90,14 @@ struct kz_server_config {
     uint8_t deflate_level;             /* zlib level 1..9; default 1 (fast, still good on text) */
     uint8_t deflate_mem_level;         /* zlib memLevel 1..9; default 8; lower saves memory */
     size_t deflate_min_size;           /* shorter messages go uncompressed; default 64 */
+    /*
+     * wss://: the certificates to present (kaze/tls.h), or NULL for plain
+     * ws://. Not owned: it must outlive the server. The TLS handshake has
+     * its own deadline, after which the upgrade request has
+     * handshake_timeout_ms.
+     */
+    struct kz_tls_server *tls;
+    uint32_t tls_handshake_timeout_ms; /* default 10 s */
 };
 
 KZ_EXPORT void kz_server_config_default(struct kz_server_config *cfg);
@@ -139,6 +148,14 @@ struct kz_server_callbacks {
      * handshake ends.
      */
     void (*on_close)(struct kz_conn *c, uint16_t code, struct kz_str reason);
+    /*
+     * A TLS handshake failed (`detail` says why: a protocol or cipher
+     * mismatch, a client that rejected our certificate, plain HTTP sent to
+     * this TLS port — which is answered with a 400 that says so). The
+     * connection is closed after this returns; it never reaches on_open.
+     * For logging; NULL is fine.
+     */
+    void (*on_tls_error)(struct kz_conn *c, const char *detail);
 };
 
 /*

@@ -30,6 +30,8 @@ const char *kz_strerror(int err)
         return "host name not resolved";
     case KZ_ERR_CONNECT:
         return "TCP connection failed";
+    case KZ_ERR_TLS:
+        return "TLS handshake failed";
 
     case KZ_ERR_HS_MALFORMED:
         return "malformed HTTP request";

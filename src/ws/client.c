@@ -38,6 +38,7 @@ enum cl_state {
     CL_RESOLVING,  /* waiting for the resolver thread */
     CL_CONNECTING, /* TCP connect in progress */
     CL_PROXY,      /* CONNECT sent or being sent; reading the proxy's answer */
+    CL_TLS,        /* the TLS handshake (wss://) */
     CL_HANDSHAKE,  /* upgrade request sent or being sent; reading the answer */
     CL_OPEN,       /* a kz_conn has the socket */
     CL_WAITING,    /* backoff delay before the next attempt */
@@ -64,6 +65,8 @@ struct kz_client {
     bool use_proxy;
     struct kz_str *protocols; /* cfg.subprotocols as kz_str */
     char offer[KZ_PMD_ELEMENT_MAX];
+    SSL_CTX *tls_ctx; /* wss:// only */
+    bool host_is_ip;
 
     enum cl_state state;
     bool stopping; /* the application closed: no reconnection */
@@ -76,6 +79,7 @@ struct kz_client {
 
     /* The attempt in progress. */
     struct kz_resolve *resolving;
+    SSL *ssl; /* wss://: this attempt's TLS session */
     struct addrinfo *addrs, *next_addr;
     struct kz_io io;
     char *hs; /* the request or CONNECT going out, then the answer coming in */
@@ -118,6 +122,7 @@ void kz_client_config_default(struct kz_client_config *cfg)
     cfg->deflate_level = 1;
     cfg->deflate_mem_level = 8;
     cfg->deflate_min_size = 64;
+    cfg->tls_handshake_timeout_ms = 10000;
     kz_backoff_config_default(&cfg->backoff);
     cfg->no_reconnect_codes = default_no_reconnect;
     cfg->num_no_reconnect_codes = sizeof(default_no_reconnect) / sizeof(default_no_reconnect[0]);
@@ -157,6 +162,7 @@ static char *put(char **at, const char *s, size_t n)
 static int copy_config(struct kz_client *cl, const char *url, const struct kz_client_config *cfg)
 {
     size_t n = slen(url) + 1 + slen(cfg->proxy) + 1 + slen(cfg->origin) + 1;
+    n += slen(cfg->tls_ca_file) + 1;
     n +=
         cfg->num_subprotocols * sizeof(struct kz_str) + cfg->num_headers * sizeof(struct kz_header);
     n += cfg->num_no_reconnect_codes * sizeof(uint16_t) + 2 * sizeof(void *);
@@ -185,6 +191,8 @@ static int copy_config(struct kz_client *cl, const char *url, const struct kz_cl
     char *u = put(&at, url, slen(url));
     cl->cfg.proxy = cfg->proxy ? put(&at, cfg->proxy, slen(cfg->proxy)) : NULL;
     cl->cfg.origin = cfg->origin ? put(&at, cfg->origin, slen(cfg->origin)) : NULL;
+    cl->cfg.tls_ca_file =
+        cfg->tls_ca_file ? put(&at, cfg->tls_ca_file, slen(cfg->tls_ca_file)) : NULL;
     for (size_t i = 0; i < cfg->num_subprotocols; i++) {
         names[i] = put(&at, cfg->subprotocols[i], slen(cfg->subprotocols[i]));
         protocols[i] = (struct kz_str){names[i], strlen(names[i])};
@@ -279,8 +287,21 @@ struct kz_client *kz_client_new(struct kz_loop *loop, const char *url,
     cl->subprotocol = -1;
     cl->random = csprng32;
     int rc = copy_config(cl, url, cfg);
-    if (rc == KZ_OK && cl->url.tls)
-        rc = KZ_ERR_UNSUPPORTED; /* wss:// comes with TLS */
+    if (rc == KZ_OK && cl->url.tls) {
+        char why[256];
+        cl->tls_ctx =
+            kz__tls_client_ctx(cl->cfg.tls_ca_file, cl->cfg.tls_insecure, why, sizeof(why));
+        if (!cl->tls_ctx)
+            rc = KZ_ERR_TLS;
+        struct in_addr a4;
+        char h[64];
+        cl->host_is_ip = cl->url.host_is_ipv6;
+        if (!cl->host_is_ip && cl->url.host.len < sizeof(h)) {
+            memcpy(h, cl->url.host.ptr, cl->url.host.len);
+            h[cl->url.host.len] = '\0';
+            cl->host_is_ip = inet_pton(AF_INET, h, &a4) == 1;
+        }
+    }
     if (rc == KZ_OK && cl->cfg.proxy && cl->cfg.proxy[0]) {
         rc = kz_proxy_parse(cl->cfg.proxy, strlen(cl->cfg.proxy), &cl->proxy);
         cl->use_proxy = rc == KZ_OK;
@@ -289,6 +310,8 @@ struct kz_client *kz_client_new(struct kz_loop *loop, const char *url,
         kz_pmd_write_offer(cl->offer, sizeof(cl->offer), &cl->cfg.deflate_offer) < 0)
         rc = KZ_ERR_INVALID_ARGUMENT;
     if (rc != KZ_OK) {
+        if (cl->tls_ctx)
+            SSL_CTX_free(cl->tls_ctx);
         kz__free(ctx, cl->copies);
         kz__free(ctx, cl);
         kz_server_free(ctx);
@@ -314,6 +337,8 @@ static void drop_attempt(struct kz_client *cl)
         freeaddrinfo(cl->addrs);
         cl->addrs = cl->next_addr = NULL;
     }
+    kz__tls_free(cl->ssl);
+    cl->ssl = NULL;
     if (cl->io.fd >= 0) {
         kz_io_close(cl->loop, &cl->io);
         cl->io.fd = -1;
@@ -430,6 +455,10 @@ static void on_timer(struct kz_loop *loop, struct kz_timer *t)
         snprintf(detail, sizeof(detail), "connecting to %s: timed out", cl->where);
         fail_attempt(cl, KZ_ERR_TIMEOUT, 0, 0, detail);
         break;
+    case CL_TLS:
+        snprintf(detail, sizeof(detail), "TLS with %s: no handshake in time", cl->where);
+        fail_attempt(cl, KZ_ERR_TIMEOUT, 0, 0, detail);
+        break;
     case CL_HANDSHAKE:
         snprintf(detail, sizeof(detail), "handshake with %s: no answer in time", cl->where);
         fail_attempt(cl, KZ_ERR_TIMEOUT, 0, 0, detail);
@@ -494,19 +523,34 @@ static void tr_close(struct kz_conn *c, uint16_t code, struct kz_str reason)
  * The attempt: resolve, connect, proxy, handshake
  */
 
-static void want(struct kz_client *cl, unsigned events);
+static void wait_for(struct kz_client *cl, unsigned events);
+static void after_tunnel(struct kz_client *cl);
 static void on_io(struct kz_loop *loop, struct kz_io *io, unsigned events);
 
 /* Sends what is left of cl->hs; true when all of it has gone. */
 static bool send_pending(struct kz_client *cl)
 {
     while (cl->hs_sent < cl->hs_out) {
-        ssize_t n = send(cl->io.fd, cl->hs + cl->hs_sent, cl->hs_out - cl->hs_sent, MSG_NOSIGNAL);
+        ssize_t n;
+        if (cl->ssl) {
+            unsigned want = KZ_IO_WRITE;
+            n = kz__tls_write(cl->ssl, cl->hs + cl->hs_sent, cl->hs_out - cl->hs_sent, &want);
+            if (n == -1) {
+                wait_for(cl, want);
+                return false;
+            }
+            if (n == -2) {
+                errno = EPIPE;
+                n = -1;
+            }
+        } else {
+            n = send(cl->io.fd, cl->hs + cl->hs_sent, cl->hs_out - cl->hs_sent, MSG_NOSIGNAL);
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                want(cl, KZ_IO_WRITE);
+                wait_for(cl, KZ_IO_WRITE);
                 return false;
             }
             char detail[160];
@@ -518,7 +562,7 @@ static bool send_pending(struct kz_client *cl)
         cl->hs_sent += (size_t)n;
     }
     cl->hs_out = cl->hs_sent = cl->hs_len = 0;
-    want(cl, KZ_IO_READ);
+    wait_for(cl, KZ_IO_READ);
     return true;
 }
 
@@ -534,11 +578,24 @@ static ssize_t receive(struct kz_client *cl, const char *what)
         return -1;
     }
     ssize_t n;
-    do
-        n = recv(cl->io.fd, cl->hs + cl->hs_len, cl->hs_cap - cl->hs_len, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return -1;
+    if (cl->ssl) {
+        unsigned want = KZ_IO_READ;
+        n = kz__tls_read(cl->ssl, cl->hs + cl->hs_len, cl->hs_cap - cl->hs_len, &want);
+        if (n == -1) {
+            wait_for(cl, want);
+            return -1;
+        }
+        if (n == -2) {
+            errno = ECONNRESET;
+            n = -1;
+        }
+    } else {
+        do
+            n = recv(cl->io.fd, cl->hs + cl->hs_len, cl->hs_cap - cl->hs_len, 0);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return -1;
+    }
     if (n <= 0) {
         char detail[160];
         int e = n < 0 ? errno : 0;
@@ -638,18 +695,58 @@ static void read_upgrade_answer(struct kz_client *cl)
     int fd = cl->io.fd;
     kz_io_stop(cl->loop, &cl->io);
     cl->io.fd = -1;
+    SSL *ssl = cl->ssl;
+    cl->ssl = NULL;
     kz_timer_stop(cl->loop, &cl->timer);
     char *hs = cl->hs;
     cl->hs = NULL;
     size_t early = (size_t)have - (size_t)head;
     cl->state = CL_OPEN; /* tr_open confirms it; a failure below undoes it */
-    struct kz_conn *c = kz__conn_adopt(cl->ctx, fd, agreed == 1 ? &pmd : NULL, cl->user,
+    struct kz_conn *c = kz__conn_adopt(cl->ctx, fd, ssl, agreed == 1 ? &pmd : NULL, cl->user,
                                        (const uint8_t *)hs + head, early);
     kz__free(cl->ctx, hs);
     if (!c && cl->state == CL_OPEN && !cl->conn) {
         cl->state = CL_HANDSHAKE;
         fail_attempt(cl, KZ_ERR_NOMEM, 0, 0, NULL);
     }
+}
+
+/* Advances the TLS handshake; the upgrade request follows it. */
+static void tls_step(struct kz_client *cl)
+{
+    unsigned want = KZ_IO_READ;
+    bool plain = false;
+    char err[256], detail[400];
+    int rc = kz__tls_handshake(cl->ssl, &want, &plain, err, sizeof(err));
+    if (rc == 0) {
+        wait_for(cl, want);
+        return;
+    }
+    if (rc < 0) {
+        snprintf(detail, sizeof(detail), "TLS with %s: %s", cl->where, err);
+        fail_attempt(cl, KZ_ERR_TLS, 0, 0, detail);
+        return;
+    }
+    send_upgrade(cl);
+}
+
+/* The TCP connection (or the proxy's tunnel) is up: TLS for wss://, then the upgrade. */
+static void after_tunnel(struct kz_client *cl)
+{
+    if (!cl->tls_ctx) {
+        send_upgrade(cl);
+        return;
+    }
+    cl->ssl = kz__tls_client_ssl(cl->tls_ctx, cl->io.fd, cl->url.host.ptr, cl->url.host.len,
+                                 cl->host_is_ip);
+    if (!cl->ssl) {
+        fail_attempt(cl, KZ_ERR_NOMEM, 0, 0, "could not set up TLS");
+        return;
+    }
+    cl->state = CL_TLS;
+    if (cl->cfg.tls_handshake_timeout_ms)
+        kz_timer_start(cl->loop, &cl->timer, cl->cfg.tls_handshake_timeout_ms, on_timer);
+    tls_step(cl);
 }
 
 static void send_connect(struct kz_client *cl)
@@ -690,7 +787,7 @@ static void read_proxy_answer(struct kz_client *cl)
         fail_attempt(cl, KZ_ERR_PROXY, 0, status, "proxy sent data before the tunnel was used");
         return;
     }
-    send_upgrade(cl);
+    after_tunnel(cl);
 }
 
 static void describe(struct kz_client *cl, const struct sockaddr *sa)
@@ -753,7 +850,7 @@ static void on_connected(struct kz_client *cl)
     if (cl->use_proxy)
         send_connect(cl);
     else
-        send_upgrade(cl);
+        after_tunnel(cl);
 }
 
 static void on_io(struct kz_loop *loop, struct kz_io *io, unsigned events)
@@ -770,6 +867,9 @@ static void on_io(struct kz_loop *loop, struct kz_io *io, unsigned events)
         else if (events & KZ_IO_READ)
             read_proxy_answer(cl);
         break;
+    case CL_TLS:
+        tls_step(cl);
+        break;
     case CL_HANDSHAKE:
         if (cl->hs_sent < cl->hs_out)
             send_pending(cl);
@@ -781,7 +881,7 @@ static void on_io(struct kz_loop *loop, struct kz_io *io, unsigned events)
     }
 }
 
-static void want(struct kz_client *cl, unsigned events)
+static void wait_for(struct kz_client *cl, unsigned events)
 {
     if (cl->io.fd >= 0 && cl->io.events != events)
         kz_io_set_events(cl->loop, &cl->io, events);
@@ -919,6 +1019,8 @@ void kz_client_free(struct kz_client *cl)
     cl->stopping = true;
     ctx->user = NULL;
     ctx->cb.on_close = NULL;
+    if (cl->tls_ctx)
+        SSL_CTX_free(cl->tls_ctx);
     kz__free(ctx, cl->copies);
     kz__free(ctx, cl);
     kz_server_free(ctx);

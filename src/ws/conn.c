@@ -60,6 +60,8 @@ static void kill(struct kz_conn *c)
         s->cork_len = 0; /* nothing more goes to this peer */
     kz_io_close(s->loop, &c->io);
     kz_timer_stop(s->loop, &c->timer);
+    kz__tls_free(c->ssl);
+    c->ssl = NULL;
     c->state = KZ_CONN_DEAD;
     kz__conn_drop_output(c);
     /* A connection on the flush list is freed by the flush pass when it gets there. */
@@ -142,8 +144,11 @@ void kz__conn_after_flush(struct kz_conn *c)
      * that to the server (RFC 6455 §7.1.1) and waits for its FIN, bounded
      * by the close timeout.
      */
-    if (c->state == KZ_CONN_LINGER && !c->client)
+    if (c->state == KZ_CONN_LINGER && !c->client) {
+        if (c->ssl)
+            kz__tls_close_notify(c->ssl);
         shutdown(c->io.fd, SHUT_WR);
+    }
 }
 
 void kz__conn_going_away(struct kz_conn *c)
@@ -241,6 +246,7 @@ static void on_timer(struct kz_loop *loop, struct kz_timer *t)
 {
     struct kz_conn *c = KZ_CONTAINER_OF(t, struct kz_conn, timer);
     switch (c->state) {
+    case KZ_CONN_TLS:
     case KZ_CONN_HANDSHAKE:
         kill(c); /* never opened: nothing to report */
         break;
@@ -448,6 +454,36 @@ static int keep(struct kz_conn *c, const uint8_t *p, size_t n)
     return KZ_OK;
 }
 
+ssize_t kz__conn_read(struct kz_conn *c, void *buf, size_t len)
+{
+    if (c->ssl) {
+        /*
+         * TLS hands out one record (at most 16 KiB) per call: read on while
+         * there is room, so that a burst is parsed in one pass as over TCP.
+         */
+        size_t got = 0;
+        while (got < len) {
+            unsigned want = 0;
+            ssize_t n = kz__tls_read(c->ssl, (uint8_t *)buf + got, len - got, &want);
+            if (n > 0) {
+                got += (size_t)n;
+                continue;
+            }
+            if (got)
+                break; /* what came is processed first; an end or error shows next time */
+            return n == -1 ? -1 : 0;
+        }
+        return (ssize_t)got;
+    }
+    ssize_t n;
+    do
+        n = read(c->io.fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? -1 : 0;
+    return n;
+}
+
 /* Reads after what was kept; returns the total in the read buffer, 0 at EOF, -1 for nothing. */
 static ssize_t fill(struct kz_conn *c)
 {
@@ -455,14 +491,9 @@ static ssize_t fill(struct kz_conn *c)
     size_t have = c->kept_len;
     if (have)
         memcpy(buf, c->kept, have);
-    ssize_t n;
-    do
-        n = read(c->io.fd, buf + have, c->srv->rbuf_size - have);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return (errno == EAGAIN || errno == EWOULDBLOCK) ? -1 : 0;
-    if (n == 0)
-        return 0;
+    ssize_t n = kz__conn_read(c, buf + have, c->srv->rbuf_size - have);
+    if (n <= 0)
+        return n;
     c->last_rx = kz_loop_now(c->srv->loop);
     return (ssize_t)have + n;
 }
@@ -487,15 +518,9 @@ static bool read_into_message(struct kz_conn *c)
     if (c->kept_len || !c->msg || rest < KZ_DIRECT_READ_MIN || c->msg_cap - c->msg_len < rest)
         return false;
     uint8_t *dst = c->msg + c->msg_len;
-    ssize_t n;
-    do
-        n = read(c->io.fd, dst, (size_t)rest);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            on_eof(c);
+    ssize_t n = kz__conn_read(c, dst, (size_t)rest);
+    if (n < 0)
         return true;
-    }
     if (n == 0) {
         on_eof(c);
         return true;
@@ -525,12 +550,8 @@ static void read_frames(struct kz_conn *c)
 
 static void read_discard(struct kz_conn *c)
 {
-    uint8_t *buf = c->srv->rbuf;
-    ssize_t n;
-    do
-        n = read(c->io.fd, buf, c->srv->rbuf_size);
-    while (n < 0 && errno == EINTR);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+    ssize_t n = kz__conn_read(c, c->srv->rbuf, c->srv->rbuf_size);
+    if (n == 0)
         kill(c); /* the peer's FIN (or reset) ends a lingering connection */
 }
 
@@ -603,6 +624,17 @@ static void read_handshake(struct kz_conn *c)
         kill(c);
         return;
     }
+    /*
+     * A request starts with its method, upper-case letters: anything else
+     * (a TLS ClientHello at a ws:// port, say) is refused at once rather
+     * than waited on until the head limit or the timeout.
+     */
+    uint8_t first = s->rbuf[0];
+    if (had == 0 && (first < 'A' || first > 'Z')) {
+        refuse(c, 400,
+               first == 0x16 ? "this port does not speak TLS: use ws://" : "not an HTTP request");
+        return;
+    }
     struct kz_header lines[KZ_HS_MAX_LINES];
     struct kz_hs_request req = {.headers = lines, .max_headers = KZ_HS_MAX_LINES};
     const char *text = (const char *)s->rbuf;
@@ -648,9 +680,57 @@ static void read_handshake(struct kz_conn *c)
  * Start and dispatch
  */
 
+/* The answer to plain HTTP at a TLS port: say what went wrong, in plain HTTP. */
+static void refuse_plain_http(struct kz_conn *c)
+{
+    static const char body[] = "This port speaks TLS: use wss:// (or https://).\n";
+    char out[256];
+    int n = snprintf(out, sizeof(out),
+                     "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     sizeof(body) - 1, body);
+    if (n > 0 && send(c->io.fd, out, (size_t)n, MSG_NOSIGNAL) < 0) {
+        /* best effort: the connection is closed either way */
+    }
+}
+
+/* Advances the server side of the TLS handshake; then reads the upgrade request. */
+static void tls_step(struct kz_conn *c)
+{
+    struct kz_server *s = c->srv;
+    unsigned want = KZ_IO_READ;
+    bool plain = false;
+    char err[256];
+    int rc = kz__tls_handshake(c->ssl, &want, &plain, err, sizeof(err));
+    if (rc == 0) {
+        kz_io_set_events(s->loop, &c->io, want);
+        return;
+    }
+    if (rc < 0) {
+        if (plain) {
+            refuse_plain_http(c);
+            snprintf(err, sizeof(err), "plain HTTP sent to the TLS port (answered 400)");
+        }
+        if (s->cb.on_tls_error)
+            s->cb.on_tls_error(c, err);
+        kill(c);
+        return;
+    }
+    c->state = KZ_CONN_HANDSHAKE;
+    kz_io_set_events(s->loop, &c->io, KZ_IO_READ);
+    start_timer(c, s->cfg.handshake_timeout_ms);
+    kz__conn_cork(c);
+    read_handshake(c); /* the request often came with the handshake's last flight */
+    kz__conn_uncork(c);
+}
+
 void kz__conn_on_io(struct kz_loop *loop, struct kz_io *io, unsigned events)
 {
     struct kz_conn *c = KZ_CONTAINER_OF(io, struct kz_conn, io);
+    if (c->state == KZ_CONN_TLS) {
+        tls_step(c);
+        return;
+    }
     if ((events & KZ_IO_WRITE) && c->out_head)
         kz__conn_flush(c);
     if (!(events & KZ_IO_READ))
@@ -664,7 +744,13 @@ void kz__conn_on_io(struct kz_loop *loop, struct kz_io *io, unsigned events)
     case KZ_CONN_OPEN:
     case KZ_CONN_CLOSING:
         kz__conn_cork(c);
-        read_frames(c);
+        /* Records TLS has already taken off the socket do not wake epoll: read them now. */
+        for (int i = 0; i < 16; i++) {
+            read_frames(c);
+            if (!c->ssl || !SSL_has_pending(c->ssl) ||
+                (c->state != KZ_CONN_OPEN && c->state != KZ_CONN_CLOSING))
+                break;
+        }
         kz__conn_uncork(c);
         break;
     case KZ_CONN_LINGER:
@@ -710,6 +796,17 @@ void kz__conn_start(struct kz_server *s, int fd)
     struct kz_conn *c = conn_new(s, fd, false);
     if (!c)
         return;
+    if (s->cfg.tls) {
+        c->ssl = kz__tls_server_ssl(s->cfg.tls, fd);
+        if (!c->ssl) {
+            kill(c);
+            return;
+        }
+        c->state = KZ_CONN_TLS;
+        start_timer(c, s->cfg.tls_handshake_timeout_ms);
+        tls_step(c); /* the ClientHello is usually here already (TCP_DEFER_ACCEPT) */
+        return;
+    }
     start_timer(c, s->cfg.handshake_timeout_ms);
     /*
      * The listener defers accepting until the client has sent something
@@ -721,12 +818,16 @@ void kz__conn_start(struct kz_server *s, int fd)
     kz__conn_uncork(c);
 }
 
-struct kz_conn *kz__conn_adopt(struct kz_server *s, int fd, const struct kz_pmd_params *pmd,
-                               void *user, const uint8_t *early, size_t early_len)
+struct kz_conn *kz__conn_adopt(struct kz_server *s, int fd, SSL *ssl,
+                               const struct kz_pmd_params *pmd, void *user, const uint8_t *early,
+                               size_t early_len)
 {
     struct kz_conn *c = conn_new(s, fd, true);
-    if (!c)
+    if (!c) {
+        kz__tls_free(ssl);
         return NULL;
+    }
+    c->ssl = ssl;
     if (pmd && kz__pmd_setup(c, pmd) != KZ_OK) {
         kill(c);
         return NULL;

@@ -164,6 +164,11 @@ void kz__conn_want_flush(struct kz_conn *c)
 static ssize_t write_now(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
                          size_t plen)
 {
+    if (c->ssl) { /* one buffer: the cork (there are no direct writes under TLS) */
+        unsigned want;
+        ssize_t n = kz__tls_write(c->ssl, hdr, hlen, &want);
+        return n >= 0 ? n : (n == -1 ? 0 : -1);
+    }
     struct iovec iov[2] = {{(void *)hdr, hlen}, {(void *)payload, plen}};
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
     for (;;) {
@@ -234,8 +239,11 @@ static int queue_bytes(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const
         if (c->state == KZ_CONN_DEAD)
             return KZ_ERR_CLOSED;
     }
-    /* Masked bytes must be copied anyway: only plain ones may go straight from the caller. */
-    if (!c->out_head && total >= KZ_DIRECT_WRITE_MIN && !key) {
+    /*
+     * Masked bytes must be copied anyway, and TLS encrypts into its own
+     * buffer: only plain bytes over TCP may go straight from the caller.
+     */
+    if (!c->out_head && total >= KZ_DIRECT_WRITE_MIN && !key && !c->ssl) {
         ssize_t n = write_now(c, hdr, hlen, payload, plen);
         if (n < 0) {
             kz__conn_abort(c, KZ_CLOSE_ABNORMAL, "write failed");
@@ -432,8 +440,41 @@ static void consume(struct kz_conn *c, size_t n)
     }
 }
 
+/*
+ * Under TLS each chunk goes by SSL_write: a 16 KiB chunk is one record.
+ * After a WANT_WRITE, OpenSSL expects the same bytes again; the queue's
+ * head keeps them (and may only have grown), which
+ * SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows.
+ */
+static void flush_tls(struct kz_conn *c)
+{
+    unsigned want = KZ_IO_WRITE;
+    while (c->out_head) {
+        struct kz_chunk *ch = c->out_head;
+        ssize_t n = kz__tls_write(c->ssl, chunk_bytes(ch) + ch->start, ch->end - ch->start, &want);
+        if (n == -2) {
+            kz__conn_abort(c, KZ_CLOSE_ABNORMAL, "write failed");
+            return;
+        }
+        if (n < 0)
+            break;
+        consume(c, (size_t)n);
+    }
+    if (c->out_head) {
+        c->flags |= KZ_CF_DRAIN;
+        kz_io_set_events(c->srv->loop, &c->io, c->io.events | KZ_IO_WRITE);
+        return;
+    }
+    kz_io_set_events(c->srv->loop, &c->io, c->io.events & ~KZ_IO_WRITE);
+    kz__conn_after_flush(c);
+}
+
 void kz__conn_flush(struct kz_conn *c)
 {
+    if (c->ssl) {
+        flush_tls(c);
+        return;
+    }
     while (c->out_head) {
         struct iovec iov[KZ_IOV_MAX];
         int cnt = 0;

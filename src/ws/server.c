@@ -79,6 +79,8 @@ void kz_server_config_default(struct kz_server_config *cfg)
     cfg->deflate_level = 1;
     cfg->deflate_mem_level = 8;
     cfg->deflate_min_size = 64;
+    cfg->tls = NULL;
+    cfg->tls_handshake_timeout_ms = 10000;
 }
 
 static void end_of_iteration(struct kz_loop *loop, struct kz_defer *d)
@@ -117,7 +119,7 @@ static void turn_away(int fd)
 {
     char out[256];
     int n = kz_hs_write_refusal(out, sizeof(out), 503, "too many connections");
-    if (n > 0 && write(fd, out, (size_t)n) < 0) {
+    if (n > 0 && send(fd, out, (size_t)n, MSG_NOSIGNAL) < 0) {
         /* best effort: the peer is refused either way */
     }
     close(fd);
@@ -137,8 +139,10 @@ static void on_accept(struct kz_loop *loop, struct kz_io *io, unsigned events)
             }
             return;
         }
-        if (s->conn_count >= s->cfg.max_connections)
+        if (s->conn_count >= s->cfg.max_connections && !s->cfg.tls)
             turn_away(fd);
+        else if (s->conn_count >= s->cfg.max_connections)
+            close(fd); /* a 503 would have to wait for a TLS handshake: not worth it when full */
         else
             kz__conn_start(s, fd);
     }

@@ -15,6 +15,7 @@
 
 #include "kaze/server.h"
 #include "kaze/tcp.h"
+#include "io/tls.h"
 #include "proto/frame_parser.h"
 
 /* Output is queued in pooled chunks of this size; a large send spans several. */
@@ -82,6 +83,7 @@ enum kz_conn_state {
     KZ_CONN_CLOSING,       /* we sent a close frame and wait for the peer's */
     KZ_CONN_LINGER,        /* nothing more to say: flush, then end the TCP connection */
     KZ_CONN_DEAD,          /* socket closed; freed at the end of the iteration */
+    KZ_CONN_TLS,           /* the TLS handshake, before the upgrade request */
 };
 
 enum {
@@ -113,6 +115,7 @@ struct kz_conn {
     uint64_t ping_sent;      /* loop time our heartbeat ping left */
     char *close_reason;      /* our close reason, while a close we started is pending */
     struct kz_pmd_conn *pmd; /* permessage-deflate state, if negotiated */
+    SSL *ssl;                /* wss://; NULL for plain TCP */
     uint16_t close_code;     /* the code on_close will report */
     uint8_t state;
     uint8_t flags;
@@ -177,13 +180,20 @@ void kz__server_pool_free(struct kz_server *s);
 void kz__conn_start(struct kz_server *s, int fd);
 /*
  * A client connection whose opening handshake client.c has completed on
- * `fd`: created OPEN, with permessage-deflate set up from `pmd` (NULL if
- * none was agreed). `early` holds bytes that arrived behind the 101 (frames
- * the server sent at once), processed right after on_open. Returns NULL
- * (and closes fd) if memory runs out.
+ * `fd` (through `ssl`, which the connection takes, for wss://; else NULL):
+ * created OPEN, with permessage-deflate set up from `pmd` (NULL if none was
+ * agreed). `early` holds bytes that arrived behind the 101 (frames the
+ * server sent at once), processed right after on_open. Returns NULL (and
+ * closes fd, frees ssl) if memory runs out.
  */
-struct kz_conn *kz__conn_adopt(struct kz_server *s, int fd, const struct kz_pmd_params *pmd,
-                               void *user, const uint8_t *early, size_t early_len);
+struct kz_conn *kz__conn_adopt(struct kz_server *s, int fd, SSL *ssl,
+                               const struct kz_pmd_params *pmd, void *user, const uint8_t *early,
+                               size_t early_len);
+/*
+ * Reads what the connection's transport (TCP or TLS) has: > 0 bytes, 0 at
+ * the end of the stream or on an error, -1 when nothing is there yet.
+ */
+ssize_t kz__conn_read(struct kz_conn *c, void *buf, size_t len);
 void kz__conn_on_io(struct kz_loop *loop, struct kz_io *io, unsigned events);
 void kz__conn_after_flush(struct kz_conn *c);
 void kz__conn_abort(struct kz_conn *c, uint16_t code, const char *reason);

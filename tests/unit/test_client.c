@@ -698,10 +698,12 @@ static void bad_urls_and_wss(void **state)
     assert_int_equal(err, KZ_ERR_INVALID_ARGUMENT);
     assert_null(kz_client_new(f->loop, "ws://h/#frag", NULL, &client_cb, f, NULL, &err));
     assert_int_equal(err, KZ_ERR_INVALID_ARGUMENT);
-    assert_null(kz_client_new(f->loop, "wss://h/", NULL, &client_cb, f, NULL, &err));
-    assert_int_equal(err, KZ_ERR_UNSUPPORTED);
     struct kz_client_config cfg;
     kz_client_config_default(&cfg);
+    cfg.tls_ca_file = "/nonexistent/ca.pem";
+    assert_null(kz_client_new(f->loop, "wss://h/", &cfg, &client_cb, f, NULL, &err));
+    assert_int_equal(err, KZ_ERR_TLS);
+    cfg.tls_ca_file = NULL;
     cfg.proxy = "socks5://p:1080";
     assert_null(kz_client_new(f->loop, "ws://h/", &cfg, &client_cb, f, NULL, &err));
     assert_int_equal(err, KZ_ERR_INVALID_ARGUMENT);
