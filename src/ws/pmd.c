@@ -214,7 +214,12 @@ int kz__pmd_send(struct kz_conn *c, unsigned op, const uint8_t *data, size_t len
     if (rc != KZ_OK)
         return rc;
     rc = kz__conn_queue_frame_rsv(c, op, KZ_RSV1, z, zlen);
-    if (d != s->shared_tx) /* the shared one stays warm: it serves every connection */
+    /*
+     * The shared compressor stays warm: it serves every connection. A
+     * client's stays too: it has one connection, and setting zlib up again
+     * for every message of a stream costs more than the memory it keeps.
+     */
+    if (d != s->shared_tx && !c->client)
         kz_deflater_trim(d);
     return rc == KZ_OK ? 1 : rc;
 }

@@ -122,14 +122,14 @@ def SLEEP(seconds):
 
 
 def QUIET(seconds, label):
-    """Wait; the server must neither close nor answer meanwhile (Autobahn's "timeout")."""
+    """Wait; the peer must neither close nor answer meanwhile (Autobahn's "timeout")."""
     def act(ctx):
         c = ctx.conn
         n = len(c.events)
         c.pump(seconds)
         if c.close_received or c.tcp_end or len(c.events) != n:
-            ctx.problems.append("%s: the server %s before it was due to" % (
-                label, "closed (%s)" % c.describe_end() if (c.close_received or c.tcp_end)
+            ctx.problems.append("%s: the %s %s before it was due to" % (
+                label, c.PEER, "closed (%s)" % c.describe_end() if (c.close_received or c.tcp_end)
                 else "answered %r" % (c.events[n:],)))
     return act
 
@@ -139,8 +139,8 @@ def CLOSED_WITHIN(seconds, label):
     def act(ctx):
         c = ctx.conn
         if not c.wait(lambda: c.close_received, seconds):
-            ctx.problems.append("%s: no close frame within %.0f s (%s), so the server did not "
-                                "fail fast" % (label, seconds, c.describe_end()))
+            ctx.problems.append("%s: no close frame within %.0f s (%s), so the %s did not "
+                                "fail fast" % (label, seconds, c.describe_end(), c.PEER))
     return act
 
 

@@ -22,6 +22,12 @@ message, never on continuation or control frames (RFC 7692 6.1).
 
 The socket is non-blocking; every wait takes a deadline, so nothing here can
 block forever.
+
+The same machinery serves the client-role suite (client_run.py) with the roles
+turned round: wsserver.ServerConn is a Conn whose peer is a client (PEER,
+PEER_MASKS, ME below), and that suite sets MASK_FRAMES to False before it
+imports the cases, so that every frame built without an explicit mask= is
+unmasked, as a server's frames must be.
 """
 
 import base64
@@ -37,6 +43,10 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 OPCODE_NAMES = {CONT: "cont", TEXT: "text", BINARY: "binary", CLOSE: "close", PING: "ping", PONG: "pong"}
+
+# What build_frame does when not told: mask (a client's frames, RFC 6455 5.3). The
+# client-role suite sets this to False before importing the cases (a server's frames).
+MASK_FRAMES = True
 
 
 class HandshakeError(Exception):
@@ -67,12 +77,13 @@ def mask_bytes(key, data):
     return (int.from_bytes(data, "little") ^ int.from_bytes(pad, "little")).to_bytes(n, "little")
 
 
-def build_frame(opcode, payload=b"", fin=True, rsv=0, mask=True, mask_key=None, length=None, len_bytes=None):
+def build_frame(opcode, payload=b"", fin=True, rsv=0, mask=None, mask_key=None, length=None, len_bytes=None):
     """Encode one frame.
 
     opcode     any value 0..15 (reserved ones too)
     rsv        the three RSV bits as an integer 0..7 (RSV1 is 4, RSV2 is 2, RSV3 is 1)
-    mask       False sends an unmasked frame (a protocol violation from a client)
+    mask       False sends an unmasked frame (a protocol violation from a client),
+               True a masked one (a violation from a server); None: MASK_FRAMES
     mask_key   4 bytes; random when None
     length     the length to put in the header when it should differ from len(payload)
     len_bytes  force the length encoding: 0 (7-bit), 2 (16-bit) or 8 (64-bit);
@@ -80,6 +91,8 @@ def build_frame(opcode, payload=b"", fin=True, rsv=0, mask=True, mask_key=None, 
     """
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
+    if mask is None:
+        mask = MASK_FRAMES
     n = len(payload) if length is None else length
     b0 = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0xF)
     mbit = 0x80 if mask else 0
@@ -412,10 +425,11 @@ def inflate_raw(data, wbits=15, strict_window=True, d=None):
 
 
 class Frame:
-    __slots__ = ("fin", "rsv", "opcode", "masked", "payload")
+    __slots__ = ("fin", "rsv", "opcode", "masked", "payload", "key")
 
-    def __init__(self, fin, rsv, opcode, masked, payload):
+    def __init__(self, fin, rsv, opcode, masked, payload, key=None):
         self.fin, self.rsv, self.opcode, self.masked, self.payload = fin, rsv, opcode, masked, payload
+        self.key = key  # the masking key, for a masked frame
 
     def __repr__(self):
         name = OPCODE_NAMES.get(self.opcode, "op%d" % self.opcode)
@@ -440,6 +454,9 @@ class Conn:
     The close frame is not an event: it is kept in .close_code / .close_reason.
     Problems with what the server sent go to .violations.
     """
+
+    ME, PEER = "client", "server"   # our role and the peer's (wsserver.ServerConn swaps them)
+    PEER_MASKS = False              # whether the peer's frames must be masked (RFC 6455 5.1)
 
     def __init__(self, host, port, timeout=10.0):
         self.host, self.port = host, port
@@ -841,27 +858,30 @@ class Conn:
         del buf[:pos + n]
         if masked:
             payload = mask_bytes(key, payload)
-        return Frame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0xF, masked, payload)
+        return Frame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0xF, masked, payload, key)
 
     def _on_frame(self, f):
         v = self.violations
         if self.close_received:
             v.append("frame %r after the close frame (RFC 6455 5.5.1)" % f)
             return
-        # RFC 6455 5.1: a server MUST NOT mask any frames it sends.
-        if f.masked:
-            v.append("server sent a masked frame %r (RFC 6455 5.1)" % f)
+        # RFC 6455 5.1: a server MUST NOT mask any frames it sends; a client MUST mask
+        # every frame it sends.
+        if f.masked and not self.PEER_MASKS:
+            v.append("%s sent a masked frame %r (RFC 6455 5.1)" % (self.PEER, f))
+        elif self.PEER_MASKS and not f.masked:
+            v.append("%s sent an unmasked frame %r (RFC 6455 5.1, 5.3)" % (self.PEER, f))
         # RFC 6455 5.2: RSV MUST be 0 unless an extension defines it. permessage-deflate
         # defines RSV1, on the first frame of a data message only (RFC 7692 6, 6.1).
         allowed = 4 if self.pmd is not None and f.opcode in (TEXT, BINARY) else 0
         if f.rsv & ~allowed:
             if self.pmd is not None and f.rsv & 4 and f.opcode == CONT:
-                v.append("server set RSV1 on a continuation frame %r (RFC 7692 6.1)" % f)
+                v.append("%s set RSV1 on a continuation frame %r (RFC 7692 6.1)" % (self.PEER, f))
             elif self.pmd is not None and f.rsv & 4 and f.opcode >= 8:
-                v.append("server set RSV1 on a control frame %r (RFC 7692 6.1)" % f)
+                v.append("%s set RSV1 on a control frame %r (RFC 7692 6.1)" % (self.PEER, f))
             else:
-                v.append("server set RSV bits %d in %r (RFC 6455 5.2%s)" % (
-                    f.rsv, f, "" if self.pmd is None else "; only RSV1 is permessage-deflate's"))
+                v.append("%s set RSV bits %d in %r (RFC 6455 5.2%s)" % (
+                    self.PEER, f.rsv, f, "" if self.pmd is None else "; only RSV1 is permessage-deflate's"))
         if f.opcode >= 8:
             # RFC 6455 5.5: control frames have at most 125 bytes and MUST NOT be fragmented.
             if not f.fin:
@@ -910,7 +930,7 @@ class Conn:
 
     def _on_close(self, f):
         self.close_received = True
-        self.close_initiator = "client" if self.close_sent else "server"
+        self.close_initiator = self.ME if self.close_sent else self.PEER
         self.close_time = time.monotonic()
         p = f.payload
         if len(p) == 1:
@@ -919,8 +939,8 @@ class Conn:
             self.close_code = struct.unpack("!H", p[:2])[0]
             self.close_reason = p[2:]
             if not valid_close_code_from_server(self.close_code):
-                self.violations.append("server sent close code %d, which must not be sent "
-                                       "(RFC 6455 7.4)" % self.close_code)
+                self.violations.append("%s sent close code %d, which must not be sent "
+                                       "(RFC 6455 7.4)" % (self.PEER, self.close_code))
             if not valid_utf8(self.close_reason):
                 self.violations.append("close reason is not valid UTF-8: %s (RFC 6455 5.5.1)"
                                        % short(self.close_reason))
