@@ -471,10 +471,10 @@ int kz__tls_handshake(SSL *ssl, unsigned *want, bool *plain_http, char *err, siz
     }
     if (e == SSL_ERROR_SYSCALL || (e == SSL_ERROR_SSL && !code)) {
         if (err)
-            snprintf(err, err_len, "TLS handshake: connection closed by the peer%s%s",
+            snprintf(err, err_len, "connection closed by the peer during the handshake%s%s",
                      errno ? ": " : "", errno ? strerror(errno) : "");
         ERR_clear_error();
-        return KZ_ERR_CRYPTO;
+        return KZ_ERR_CLOSED;
     }
     const char *why = code ? ERR_reason_error_string(code) : NULL;
     bool not_tls =

@@ -34,9 +34,9 @@ void kz__tls_free(SSL *ssl);
 
 /*
  * Advances the handshake. Returns 1 when it is done, 0 when it must wait
- * for *want (KZ_IO_READ or KZ_IO_WRITE), or a negative kz_err with the
- * reason in `err` (certificate verification, protocol mismatch, the peer
- * hung up, plain HTTP at a TLS port: *plain_http is set then).
+ * for *want (KZ_IO_READ or KZ_IO_WRITE), KZ_ERR_CLOSED when the peer hung
+ * up, or KZ_ERR_CRYPTO (certificate verification, protocol mismatch, plain
+ * HTTP at a TLS port: *plain_http is set then), with the reason in `err`.
  */
 int kz__tls_handshake(SSL *ssl, unsigned *want, bool *plain_http, char *err, size_t err_len);
 

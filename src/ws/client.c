@@ -724,7 +724,8 @@ static void tls_step(struct kz_client *cl)
     }
     if (rc < 0) {
         snprintf(detail, sizeof(detail), "TLS with %s: %s", cl->where, err);
-        fail_attempt(cl, KZ_ERR_TLS, 0, 0, detail);
+        /* A hang-up may be a server restarting (worth retrying); a refused certificate is not. */
+        fail_attempt(cl, rc == KZ_ERR_CLOSED ? KZ_ERR_CLOSED : KZ_ERR_TLS, 0, 0, detail);
         return;
     }
     send_upgrade(cl);
