@@ -197,9 +197,23 @@ static SSL_CTX *server_ctx(const struct kz_tls_server_config *cfg, const struct 
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     static const unsigned char sid[] = "kaze";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
-    const char *ciphers = cfg->ciphers ? cfg->ciphers : "ECDHE+AESGCM:ECDHE+CHACHA20";
-    if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1 ||
-        (cfg->ciphersuites && SSL_CTX_set_ciphersuites(ctx, cfg->ciphersuites) != 1)) {
+    SSL_CTX_set_num_tickets(ctx, 1); /* one resumption ticket, not OpenSSL's two */
+    /*
+     * Read ahead: one recv takes every record the socket holds, rather than
+     * a header and then a body per record.
+     */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    /*
+     * AES-128-GCM first: as strong as a WebSocket needs, and its SHA-256
+     * key schedule runs on the CPU's SHA extensions where SHA-384's does
+     * not (a fifth of a TLS 1.3 handshake's instructions otherwise).
+     */
+    const char *ciphers =
+        cfg->ciphers ? cfg->ciphers : "ECDHE+AESGCM+AES128:ECDHE+CHACHA20:ECDHE+AESGCM";
+    const char *suites = cfg->ciphersuites ? cfg->ciphersuites
+                                           : "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:"
+                                             "TLS_AES_256_GCM_SHA384";
+    if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1 || SSL_CTX_set_ciphersuites(ctx, suites) != 1) {
         set_err(err, err_len, "invalid cipher list", NULL);
         SSL_CTX_free(ctx);
         return NULL;
@@ -384,6 +398,7 @@ SSL_CTX *kz__tls_client_ctx(const char *ca_file, bool insecure, char *err, size_
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     static const unsigned char alpn[] = "\x08http/1.1";
     SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (insecure) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
         return ctx;

@@ -459,7 +459,8 @@ ssize_t kz__conn_read(struct kz_conn *c, void *buf, size_t len)
     if (c->ssl) {
         /*
          * TLS hands out one record (at most 16 KiB) per call: read on while
-         * there is room, so that a burst is parsed in one pass as over TCP.
+         * it holds more and there is room, so that a burst is parsed in one
+         * pass as over TCP.
          */
         size_t got = 0;
         while (got < len) {
@@ -467,6 +468,9 @@ ssize_t kz__conn_read(struct kz_conn *c, void *buf, size_t len)
             ssize_t n = kz__tls_read(c->ssl, (uint8_t *)buf + got, len - got, &want);
             if (n > 0) {
                 got += (size_t)n;
+                if (!SSL_has_pending(c->ssl))
+                    break; /* the socket is drained as far as TLS knows: epoll says when more comes
+                            */
                 continue;
             }
             if (got)

@@ -160,15 +160,51 @@ void kz__conn_want_flush(struct kz_conn *c)
     kz__server_kick(s);
 }
 
+/* Writes through TLS until all is taken or TLS would block; returns the bytes taken, or -1. */
+static ssize_t tls_put(SSL *ssl, const uint8_t *p, size_t len)
+{
+    size_t done = 0;
+    unsigned want;
+    while (done < len) {
+        ssize_t n = kz__tls_write(ssl, p + done, len - done, &want);
+        if (n == -2)
+            return -1;
+        if (n == -1)
+            break;
+        done += (size_t)n; /* one record at a time (partial writes) */
+    }
+    return (ssize_t)done;
+}
+
+/*
+ * write_now under TLS. A frame's header goes in one record with the start
+ * of its payload (copied into a record-sized buffer on the stack); the rest
+ * of the payload is encrypted straight from the caller's buffer. Should
+ * TLS stop half-way, the caller queues the rest from the same bytes, which
+ * is what OpenSSL's retry after WANT_WRITE asks for.
+ */
+static ssize_t write_now_tls(struct kz_conn *c, const uint8_t *hdr, size_t hlen,
+                             const uint8_t *payload, size_t plen)
+{
+    if (!plen)
+        return tls_put(c->ssl, hdr, hlen);
+    uint8_t rec[KZ_TLS_RECORD];
+    size_t first = plen < sizeof(rec) - hlen ? plen : sizeof(rec) - hlen;
+    memcpy(rec, hdr, hlen);
+    memcpy(rec + hlen, payload, first);
+    ssize_t n = tls_put(c->ssl, rec, hlen + first);
+    if (n < 0 || (size_t)n < hlen + first)
+        return n;
+    ssize_t m = tls_put(c->ssl, payload + first, plen - first);
+    return m < 0 ? -1 : n + m;
+}
+
 /* Writes header and payload now; returns the bytes the kernel took, or -1 on a hard error. */
 static ssize_t write_now(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
                          size_t plen)
 {
-    if (c->ssl) { /* one buffer: the cork (there are no direct writes under TLS) */
-        unsigned want;
-        ssize_t n = kz__tls_write(c->ssl, hdr, hlen, &want);
-        return n >= 0 ? n : (n == -1 ? 0 : -1);
-    }
+    if (c->ssl)
+        return write_now_tls(c, hdr, hlen, payload, plen);
     struct iovec iov[2] = {{(void *)hdr, hlen}, {(void *)payload, plen}};
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
     for (;;) {
@@ -239,11 +275,8 @@ static int queue_bytes(struct kz_conn *c, const uint8_t *hdr, size_t hlen, const
         if (c->state == KZ_CONN_DEAD)
             return KZ_ERR_CLOSED;
     }
-    /*
-     * Masked bytes must be copied anyway, and TLS encrypts into its own
-     * buffer: only plain bytes over TCP may go straight from the caller.
-     */
-    if (!c->out_head && total >= KZ_DIRECT_WRITE_MIN && !key && !c->ssl) {
+    /* Masked bytes must be copied anyway: only unmasked ones go straight from the caller. */
+    if (!c->out_head && total >= KZ_DIRECT_WRITE_MIN && !key) {
         ssize_t n = write_now(c, hdr, hlen, payload, plen);
         if (n < 0) {
             kz__conn_abort(c, KZ_CLOSE_ABNORMAL, "write failed");

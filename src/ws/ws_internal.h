@@ -48,6 +48,8 @@
  */
 #define KZ_MSG_CACHE_COUNT 8
 #define KZ_MSG_CACHE_MAX   (1u << 20)
+/* The largest TLS record's plaintext. */
+#define KZ_TLS_RECORD (16u * 1024u)
 /* iovecs gathered per writev. */
 #define KZ_IOV_MAX 64
 
