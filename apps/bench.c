@@ -5,7 +5,10 @@
  *   kaze bench connect URL [options]  handshakes/s, and memory per idle connection
  *
  * Either may add --deflate: permessage-deflate negotiated on every
- * connection, every message compressed (see bench_worker.c).
+ * connection, every message compressed (see bench_worker.c), and either
+ * speaks TLS for a wss:// URL: one SSL_CTX for the run, an SSL per
+ * connection, the server's certificate verified against --ca FILE or the
+ * system's store unless --insecure.
  *
  * This file parses the options, runs the phases from the main thread (which
  * only sleeps, samples clocks and /proc, and wakes the workers) and prints
@@ -20,6 +23,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,8 +49,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: kaze bench echo URL [OPTIONS]\n"
                "       kaze bench connect URL [OPTIONS]\n"
                "\n"
-               "URL is ws://HOST[:PORT][/PATH] with a numeric HOST (IPv4, [IPv6]) or localhost;\n"
-               "--host, --port and --path may replace it or override its parts.\n"
+               "URL is ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH] (TLS); HOST is an\n"
+               "address (IPv4, [IPv6]) or a name, resolved once at the start (localhost is\n"
+               "127.0.0.1). --host, --port and --path may override the URL's parts.\n"
                "\n"
                "echo: each connection keeps DEPTH messages in flight, sending one more for\n"
                "every echo, and checks each echo's type, length and sequence tag.\n"
@@ -61,7 +66,8 @@ static void usage(FILE *f)
                "      --binary, --text   message type (default binary, text with --deflate)\n"
                "\n"
                "connect: opens N connections as fast as possible and measures handshakes/s\n"
-               "(TCP connect + WebSocket handshake), then keeps them open idle.\n"
+               "(TCP connect, the TLS handshake for wss://, the WebSocket handshake), then\n"
+               "keeps them open idle.\n"
                "  -c, --connections N    connections (default 100)\n"
                "      --hold SECONDS     keep the connections open this long (default 0)\n"
                "  -s, --size BYTES       with --deflate: the one message's size (default 1K)\n"
@@ -88,6 +94,14 @@ static void usage(FILE *f)
                "                         permessage-deflate element; implies --deflate)\n"
                "      --deflate-level N  our compressor's zlib level 0..9 (default 6, zlib's)\n"
                "  -h, --help\n"
+               "\n"
+               "wss:// (TLS 1.2 or 1.3, a full handshake per connection, SNI when HOST is a\n"
+               "name). The server's certificate must be valid for HOST (its name, or its\n"
+               "address for a literal) and chain up to a CA of the system's store, unless:\n"
+               "      --ca FILE          trust the CA certificates in FILE (PEM) instead\n"
+               "      --insecure         do not verify the certificate at all (the server's\n"
+               "                         side of the handshake costs the same)\n"
+               "A TLS handshake that fails stops the run with its reason.\n"
                "\n"
                "Connections end with a close handshake (1000). A connection or handshake that\n"
                "fails stops the run with exit status 1. Wrong echoes and connections lost\n"
@@ -308,6 +322,8 @@ static void add_stats(struct bench_stats *t, const struct bench_stats *s)
         t->pmd_seen = true;
         t->pmd = s->pmd;
     }
+    if (s->tls_agreed[0] && !t->tls_agreed[0])
+        memcpy(t->tls_agreed, s->tls_agreed, sizeof(t->tls_agreed));
 }
 
 static double us(uint64_t ns)
@@ -341,6 +357,18 @@ static void report_deflate(const struct bench_stats *t)
     printf("bench: deflate_echoes_uncompressed %llu count\n", (unsigned long long)t->z_echo_raw);
 }
 
+/* wss://: what TLS agreed to, and how the certificate was taken. */
+static void report_tls(const struct bench_opts *o, const struct bench_stats *t)
+{
+    if (!o->tls)
+        return;
+    printf("  tls         %s; certificate %s%s\n", t->tls_agreed[0] ? t->tls_agreed : "-",
+           o->tls_insecure ? "not verified (--insecure)"
+           : o->tls_ca     ? "verified against "
+                           : "verified against the system's store",
+           !o->tls_insecure && o->tls_ca ? o->tls_ca : "");
+}
+
 static void report_echo(const struct bench_shared *sh, const struct bench_stats *t,
                         double close_secs)
 {
@@ -354,11 +382,12 @@ static void report_echo(const struct bench_shared *sh, const struct bench_stats 
     double mega = (double)t->msgs / 1e6;
     double client_cpu = sh->end.client_cpu - sh->start.client_cpu;
 
-    printf("kaze bench echo: %s, %zu connection%s, %zu-byte %s messages%s, depth %u, %u "
+    printf("kaze bench echo: %s%s, %zu connection%s, %zu-byte %s messages%s, depth %u, %u "
            "thread%s\n",
-           o->host_header, o->conns, o->conns == 1 ? "" : "s", o->size, o->text ? "text" : "binary",
-           o->deflate ? " (JSON-like, permessage-deflate)" : "", o->depth, o->threads,
-           o->threads == 1 ? "" : "s");
+           o->tls ? "wss://" : "", o->host_header, o->conns, o->conns == 1 ? "" : "s", o->size,
+           o->text ? "text" : "binary", o->deflate ? " (JSON-like, permessage-deflate)" : "",
+           o->depth, o->threads, o->threads == 1 ? "" : "s");
+    report_tls(o, t);
     printf("  measured    %.2f s, %llu echoes (%llu in the whole run)\n", secs,
            (unsigned long long)t->msgs, (unsigned long long)t->all_msgs);
     printf("  throughput  %.0f msgs/s, %.2f MB/s of payload echoed\n", rate, mbps);
@@ -397,16 +426,18 @@ static void report_connect(const struct bench_shared *sh, const struct bench_sta
     double rate = secs > 0 ? (double)t->opened / secs : 0;
     double p50 = us(bench_hist_quantile(&t->hs, 0.50));
     double p99 = us(bench_hist_quantile(&t->hs, 0.99));
-    printf("kaze bench connect: %s, %zu connections, concurrency %zu, %u thread%s\n",
-           o->host_header, o->conns, o->concurrency, o->threads, o->threads == 1 ? "" : "s");
+    printf("kaze bench connect: %s%s, %zu connections, concurrency %zu, %u thread%s\n",
+           o->tls ? "wss://" : "", o->host_header, o->conns, o->concurrency, o->threads,
+           o->threads == 1 ? "" : "s");
+    report_tls(o, t);
     if (o->deflate)
         printf("  deflate     each connection exchanged one %zu-byte compressed %s message, "
                "then idled\n",
                o->size, o->text ? "text" : "binary");
     printf("  handshakes  %llu in %.3f s: %.0f handshakes/s\n", (unsigned long long)t->opened, secs,
            rate);
-    printf("  handshake   p50 %.1f us, p99 %.1f us, max %.1f us (TCP connect + upgrade)\n", p50,
-           p99, us(t->hs.max));
+    printf("  handshake   p50 %.1f us, p99 %.1f us, max %.1f us (TCP connect + %supgrade)\n", p50,
+           p99, us(t->hs.max), o->tls ? "TLS + " : "");
     printf("  held        %.1f s; errors %llu; %llu closed cleanly in %.2f s\n", o->hold,
            (unsigned long long)t->errors, (unsigned long long)t->closed_clean, close_secs);
     double client_us = 0, cpu_us = 0, rss_per = 0;
@@ -470,6 +501,7 @@ struct target {
     char host[256];
     unsigned port;
     char path[1024];
+    bool tls; /* wss:// */
 };
 
 static void copy_part(char *dst, size_t cap, const char *src, size_t len, const char *what)
@@ -482,11 +514,15 @@ static void copy_part(char *dst, size_t cap, const char *src, size_t len, const 
 
 static void parse_url(const char *url, struct target *t)
 {
-    if (strncmp(url, "wss://", 6) == 0)
-        die("wss:// is not supported: kaze bench speaks plain ws://");
-    if (strncmp(url, "ws://", 5) != 0)
-        die("'%s' is not a ws:// URL", url);
-    const char *p = url + 5;
+    const char *p;
+    if (strncmp(url, "ws://", 5) == 0)
+        p = url + 5;
+    else if (strncmp(url, "wss://", 6) == 0)
+        p = url + 6;
+    else
+        die("'%s' is not a ws:// or wss:// URL", url);
+    t->tls = p == url + 6;
+    t->port = t->tls ? 443 : 80;
     const char *h_end;
     if (*p == '[') {
         h_end = strchr(p, ']');
@@ -511,16 +547,42 @@ static void parse_url(const char *url, struct target *t)
         snprintf(t->path, sizeof(t->path), "%s", p);
 }
 
-/* Resolves the target into the address to connect to and the Host header. */
+/* A name (not a literal): its first address, looked up once, before the run. */
+static void resolve(struct bench_opts *o, const char *host, unsigned port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res;
+    char serv[8];
+    snprintf(serv, sizeof(serv), "%u", port);
+    int rc = getaddrinfo(host, serv, &hints, &res);
+    if (rc != 0)
+        die("cannot resolve '%s': %s", host, gai_strerror(rc));
+    memcpy(&o->addr, res->ai_addr, res->ai_addrlen);
+    o->addr_len = (socklen_t)res->ai_addrlen;
+    freeaddrinfo(res);
+}
+
+/* Resolves the target into the address to connect to, the Host header and the TLS name. */
 static void set_target(struct bench_opts *o, const struct target *t)
 {
     if (t->host[0] == '\0')
-        die("no server given: a ws:// URL or --host (see --help)");
+        die("no server given: a ws:// or wss:// URL or --host (see --help)");
     if (t->port == 0)
         die("port 0 is not a server's port");
+    /* localhost is IPv4's: the servers compared listen on 127.0.0.1. */
     const char *literal = strcmp(t->host, "localhost") == 0 ? "127.0.0.1" : t->host;
-    if (kz_tcp_addr(literal, (uint16_t)t->port, &o->addr, &o->addr_len) != KZ_OK)
-        die("'%s' is not a numeric address (names other than localhost are not resolved)", t->host);
+    bool is_ip = kz_tcp_addr(literal, (uint16_t)t->port, &o->addr, &o->addr_len) == KZ_OK &&
+                 literal == t->host;
+    if (!is_ip && literal == t->host)
+        resolve(o, t->host, t->port);
+    o->tls = t->tls;
+    o->tls_name_is_ip = is_ip;
+    /* The name certificates are checked against and SNI carries: no brackets, no port. */
+    size_t hl = strlen(t->host);
+    if (t->host[0] == '[' && hl >= 2)
+        snprintf(o->tls_name, sizeof(o->tls_name), "%.*s", (int)(hl - 2), t->host + 1);
+    else
+        snprintf(o->tls_name, sizeof(o->tls_name), "%s", t->host);
     bool v6 = strchr(t->host, ':') && t->host[0] != '[';
     snprintf(o->host_header, sizeof(o->host_header), v6 ? "[%s]:%u" : "%s:%u", t->host, t->port);
     snprintf(o->target, sizeof(o->target), "%s", t->path[0] ? t->path : "/");
@@ -542,6 +604,8 @@ enum {
     OPT_DEFLATE,
     OPT_DEFLATE_OFFER,
     OPT_DEFLATE_LEVEL,
+    OPT_CA,
+    OPT_INSECURE,
 };
 
 static const struct option longopts[] = {
@@ -565,6 +629,8 @@ static const struct option longopts[] = {
     {"deflate", no_argument, NULL, OPT_DEFLATE},
     {"deflate-offer", required_argument, NULL, OPT_DEFLATE_OFFER},
     {"deflate-level", required_argument, NULL, OPT_DEFLATE_LEVEL},
+    {"ca", required_argument, NULL, OPT_CA},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
     {NULL, 0, NULL, 0},
 };
 
@@ -733,6 +799,12 @@ static void parse_one(int ch, struct bench_opts *o, struct parse_state *ps)
     case OPT_DEFLATE_LEVEL:
         o->deflate_level = (uint8_t)cli_uint("--deflate-level", optarg, 9);
         break;
+    case OPT_CA:
+        o->tls_ca = optarg;
+        break;
+    case OPT_INSECURE:
+        o->tls_insecure = true;
+        break;
     default:
         usage(stderr);
         exit(2);
@@ -769,6 +841,10 @@ static void check_opts(struct bench_opts *o, const struct parse_state *ps)
         die("--concurrency must be at least 1");
     if (o->mode == BENCH_ECHO && !o->messages && o->duration <= 0)
         die("--duration must be above 0");
+    if ((o->tls_ca || o->tls_insecure) && !o->tls)
+        die("--ca and --insecure apply to wss:// URLs only");
+    if (o->tls_ca && o->tls_insecure)
+        die("--ca and --insecure contradict each other: verify against FILE, or not at all");
     if (o->threads == 0)
         o->threads = 1;
     if (o->threads > o->conns)
@@ -794,7 +870,7 @@ static void check_opts(struct bench_opts *o, const struct parse_state *ps)
 
 static void parse_opts(int argc, char **argv, struct bench_opts *o)
 {
-    struct target t = {.port = 80};
+    struct target t = {.port = 0};
     struct parse_state ps = {.over = {.port = 0}};
     const struct target *over = &ps.over;
     int ch;
@@ -810,6 +886,8 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
         t.port = over->port;
     if (over->path[0])
         memcpy(t.path, over->path, sizeof(t.path));
+    if (t.port == 0 && !t.tls)
+        t.port = 80; /* --host without a URL */
     set_target(o, &t);
     check_opts(o, &ps);
 }
@@ -942,10 +1020,17 @@ int cmd_bench(int argc, char **argv)
     sh.workers = calloc(o.threads, sizeof(*sh.workers));
     if (!sh.workers)
         die("%s", kz_strerror(KZ_ERR_NOMEM));
+    if (o.tls) {
+        char err[400];
+        sh.tls = bench_tls_ctx(&o, err, sizeof(err));
+        if (!sh.tls)
+            die("%s", err);
+    }
     int rc = run(&sh);
     for (unsigned i = 0; i < sh.nworkers; i++)
         bench_worker_free(sh.workers[i]);
     free(sh.workers);
+    SSL_CTX_free(sh.tls);
     pthread_mutex_destroy(&sh.lock);
     return rc;
 }

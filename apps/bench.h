@@ -5,12 +5,15 @@
  *   bench_worker.c  one event loop per thread with its share of the
  *                   connections: connect, handshake, echo traffic, close;
  *   bench_util.c    latency histogram, mask-key generator, the JSON-like
- *                   text of compressed runs, clocks, /proc.
+ *                   text of compressed runs, clocks, /proc, the TLS
+ *                   context (wss://) and the text of TLS errors.
  *
  * Threads. The main thread never touches a loop: it moves the run from
  * phase to phase through `bench_shared.phase` and wakes every worker with
  * its async. Workers read the phase once per batch of input. The only
- * other shared writes are the counters below, all atomic.
+ * other shared writes are the counters below, all atomic. The TLS context
+ * is made before the workers start and only read by them (SSL_new is
+ * thread-safe on a shared SSL_CTX).
  */
 #ifndef KAZE_APP_BENCH_H
 #define KAZE_APP_BENCH_H
@@ -21,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include <openssl/ssl.h>
 
 #include "kaze/deflate.h"
 #include "kaze/handshake.h"
@@ -124,6 +129,31 @@ bool bench_proc_cpu(long pid, double *seconds);
 bool bench_proc_rss(long pid, uint64_t *bytes);
 
 /* ------------------------------------------------------------------------
+ * TLS (wss://)
+ */
+
+struct bench_opts;
+
+/*
+ * The run's client context: TLS 1.2 or 1.3, the server's certificate
+ * verified against o->tls_ca (or the system store) unless o->tls_insecure.
+ * Echo runs keep OpenSSL's record buffers for the life of a connection (no
+ * allocation per message) and read ahead (several records per read());
+ * connect runs give the buffers back while a connection idles, as a server
+ * would, so that thousands of idle connections do not cost the bench
+ * 35 KB each. NULL on failure, with the reason in `err`.
+ */
+SSL_CTX *bench_tls_ctx(const struct bench_opts *o, char *err, size_t err_len);
+
+/*
+ * Why the SSL call that returned `ret` (<= 0) failed, for a message:
+ * certificate verification, a TLS alert, the peer closing, a system call's
+ * errno. `ssl_error` is SSL_get_error()'s answer; `ssl` may be NULL for a
+ * call that made no connection. Clears OpenSSL's error queue.
+ */
+const char *bench_tls_error(SSL *ssl, int ssl_error, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------
  * Options
  */
 
@@ -138,6 +168,16 @@ struct bench_opts {
     socklen_t addr_len;
     char host_header[300]; /* "host:port": the Host header, and the server in messages */
     char target[1024];     /* path and query */
+    /*
+     * wss://: TLS on every connection. The URL's host is the name the
+     * certificate must match (an address for literals) and, when it is a
+     * name, the SNI sent.
+     */
+    bool tls;
+    bool tls_insecure;   /* --insecure: no verification at all */
+    bool tls_name_is_ip; /* tls_name is an IPv4/IPv6 literal: no SNI, match the address */
+    char tls_name[256];  /* the host, without brackets */
+    const char *tls_ca;  /* --ca FILE (PEM); NULL: the system's store */
     size_t conns;
     size_t size;       /* payload bytes per message */
     unsigned depth;    /* messages in flight per connection */
@@ -187,6 +227,7 @@ struct bench_worker;
 
 struct bench_shared {
     const struct bench_opts *o;
+    SSL_CTX *tls; /* wss://: the run's client context; NULL for ws:// */
     struct bench_worker **workers;
     unsigned nworkers;
     unsigned nstarted; /* threads started (main thread only) */
@@ -223,6 +264,8 @@ struct bench_stats {
     uint64_t z_echo_raw;   /* echoes that came uncompressed */
     bool pmd_seen;         /* `pmd` holds what a server answered */
     struct kz_pmd_params pmd;
+    /* wss://: what the first connection's handshake agreed to ("TLSv1.3 TLS_AES_... X25519") */
+    char tls_agreed[128];
 };
 
 /*

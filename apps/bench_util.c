@@ -1,11 +1,17 @@
-/* kaze bench: histogram, mask-key seed, compressible text, clocks and the /proc readers. */
+/*
+ * kaze bench: histogram, mask-key seed, compressible text, clocks, the /proc
+ * readers, and the TLS context with the text of its errors.
+ */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/x509v3.h>
 
 #include "kaze/common.h"
 #include "bench.h"
@@ -200,4 +206,107 @@ bool bench_proc_rss(long pid, uint64_t *bytes)
         return false;
     *bytes = (uint64_t)kb * 1024;
     return true;
+}
+
+/* ------------------------------------------------------------------------
+ * TLS
+ */
+
+/* Echo runs: OpenSSL's read buffer, so that one read() takes several 16 KiB records. */
+#define TLS_ECHO_READ_BUF (64u * 1024u)
+/* ... as long as the connections' buffers together stay under this. */
+#define TLS_ECHO_READ_BUF_TOTAL (256ull << 20)
+
+SSL_CTX *bench_tls_ctx(const struct bench_opts *o, char *err, size_t err_len)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, err_len, "SSL_CTX_new: %s", ERR_reason_error_string(ERR_get_error()));
+        ERR_clear_error();
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* A TCP end without close_notify is an end, as over plain TCP (the server closes first). */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /*
+     * Partial writes: SSL_write returns after each record, so progress is
+     * known record by record. Moving buffer: a write that must be retried
+     * may be retried after the output buffer was compacted.
+     */
+    long mode = SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
+    if (o->mode == BENCH_CONNECT) {
+        mode |= SSL_MODE_RELEASE_BUFFERS;
+    } else {
+        SSL_CTX_set_read_ahead(ctx, 1);
+        if ((uint64_t)o->conns * TLS_ECHO_READ_BUF <= TLS_ECHO_READ_BUF_TOTAL)
+            SSL_CTX_set_default_read_buffer_len(ctx, TLS_ECHO_READ_BUF);
+    }
+    SSL_CTX_set_mode(ctx, mode);
+    /*
+     * No session is kept, so every connection makes a full handshake (the
+     * tickets a TLS 1.3 server sends are read and dropped, as a browser
+     * that has not come back yet would).
+     */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+    if (o->tls_insecure) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return ctx;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    FILE *f = o->tls_ca ? fopen(o->tls_ca, "r") : NULL;
+    if (o->tls_ca && !f) {
+        snprintf(err, err_len, "--ca %s: %s", o->tls_ca, strerror(errno));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (f)
+        fclose(f);
+    int ok = o->tls_ca ? SSL_CTX_load_verify_locations(ctx, o->tls_ca, NULL)
+                       : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        unsigned long e = ERR_peek_last_error();
+        const char *why = e ? ERR_reason_error_string(e) : NULL;
+        snprintf(err, err_len, "cannot load CA certificates from %s%s%s",
+                 o->tls_ca ? o->tls_ca : "the system's store", why ? ": " : "", why ? why : "");
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+const char *bench_tls_error(SSL *ssl, int ssl_error, char *buf, size_t cap)
+{
+    int saved = errno;
+    unsigned long code = ERR_peek_error();
+    long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    if (verify != X509_V_OK && SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE) {
+        bool issuer = verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                      verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+                      verify == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+                      verify == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT;
+        snprintf(buf, cap, "certificate verification failed: %s%s",
+                 X509_verify_cert_error_string(verify),
+                 issuer ? " (--ca FILE trusts the CA in FILE, --insecure trusts anything)" : "");
+    } else if (ssl_error == SSL_ERROR_ZERO_RETURN) {
+        snprintf(buf, cap, "the server ended the TLS session");
+    } else if (ssl_error == SSL_ERROR_SYSCALL && !code) {
+        if (saved)
+            snprintf(buf, cap, "%s", strerror(saved));
+        else
+            snprintf(buf, cap, "the server closed the connection");
+    } else if (code) {
+        const char *why = ERR_reason_error_string(code);
+        if (why)
+            snprintf(buf, cap, "%s", why);
+        else
+            snprintf(buf, cap, "OpenSSL error %#lx", code);
+    } else {
+        snprintf(buf, cap, "SSL error %d", ssl_error);
+    }
+    ERR_clear_error();
+    return buf;
 }

@@ -36,6 +36,22 @@
  * In connect mode the one exchange a connection makes before idling counts
  * as part of its opening: it holds a slot of --concurrency until the echo is
  * back, and then the deflater and inflater are freed.
+ *
+ * TLS (wss://). After the TCP connect, an SSL from the run's context (SNI
+ * and the name to verify set per connection) makes its handshake on the
+ * loop, waiting for whatever SSL_ERROR_WANT_READ/WRITE asks; then the
+ * upgrade and the frames go through SSL_read and SSL_write on the same
+ * buffers as over TCP: all the frames queued on a connection go in one
+ * SSL_write, which seals them into as few records as fit (one record per
+ * 16 KiB) and writes each with one write(). Reads take records until the
+ * worker's buffer is full or OpenSSL holds nothing more; records OpenSSL
+ * has already taken off the socket (read-ahead) do not wake epoll, so the
+ * read goes on while SSL_has_pending() says so. A read that must wait for
+ * the socket to be writable (SSL_read's WANT_WRITE) or a write that must
+ * wait for input (SSL_write's WANT_READ) is remembered, and the interest
+ * mask follows it. Nothing is allocated per message: OpenSSL's record
+ * buffers live as long as the connection in echo runs. The handshake time
+ * counts the TLS handshake; a failed one stops the run with its reason.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -44,6 +60,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include "kaze/deflate.h"
 #include "kaze/frame.h"
@@ -77,6 +96,7 @@
 enum conn_state {
     C_IDLE = 0,   /* not started */
     C_CONNECTING, /* TCP connect in progress */
+    C_TLS,        /* wss://: TLS handshake in progress */
     C_HS_SEND,    /* sending the upgrade request */
     C_HS_RECV,    /* reading the 101 */
     C_OPEN,       /* WebSocket open */
@@ -88,6 +108,7 @@ enum conn_state {
 struct bconn {
     struct kz_io io;
     struct bench_worker *w;
+    SSL *ssl; /* wss:// */
     struct kz_parser *parser;
     /* --deflate: the compressor of what we send, the decompressor of what the server sends */
     struct kz_deflater *zout;
@@ -105,10 +126,12 @@ struct bconn {
     uint32_t rx_seq; /* echoes received */
     uint32_t tx_slot, rx_slot;
     uint8_t state;
-    bool we_closed;  /* the close handshake was ours (a clean end), not the server's */
-    bool opening;    /* counted in the worker's `connecting` */
-    bool exchanging; /* connect --deflate: the one message is out, its echo not back */
-    bool rx_zipped;  /* the echo being received is compressed */
+    bool we_closed;      /* the close handshake was ours (a clean end), not the server's */
+    bool opening;        /* counted in the worker's `connecting` */
+    bool exchanging;     /* connect --deflate: the one message is out, its echo not back */
+    bool rx_zipped;      /* the echo being received is compressed */
+    bool rd_wants_write; /* TLS: SSL_read waits for the socket to be writable */
+    bool wr_wants_read;  /* TLS: SSL_write waits for input */
     uint8_t carry_len;
     char key[KZ_HS_KEY_LEN + 1];
     uint8_t rx_tag[TAG_LEN];
@@ -247,6 +270,9 @@ static void conn_drop(struct bconn *c)
     c->opening = false;
     int fd = c->io.fd;
     kz_io_stop(w->loop, &c->io);
+    /* No close_notify: the server closes first, as in RFC 6455, or the connection failed. */
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     close(fd);
     conn_free_buffers(c);
     c->state = C_DONE;
@@ -307,11 +333,90 @@ static void worker_start_more(struct bench_worker *w)
 }
 
 /* ------------------------------------------------------------------------
+ * TLS reads and writes
+ *
+ * Both return the bytes moved (> 0), 0 at the end of the stream (the
+ * server's close_notify, or its FIN), TLS_WAIT when the call must be made
+ * again once the socket is ready (rd_wants_write / wr_wants_read say
+ * which way when it is not the obvious one), or TLS_FAILED with the reason
+ * in `why`.
+ */
+
+#define TLS_WAIT   (-1)
+#define TLS_FAILED (-2)
+
+static int clamp_int(size_t len)
+{
+    return len > (size_t)INT32_MAX ? INT32_MAX : (int)len;
+}
+
+static ssize_t tls_read(struct bconn *c, void *buf, size_t len, char *why, size_t cap)
+{
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, buf, clamp_int(len));
+    c->rd_wants_write = false;
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_READ)
+        return TLS_WAIT;
+    if (e == SSL_ERROR_WANT_WRITE) {
+        c->rd_wants_write = true;
+        return TLS_WAIT;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    bench_tls_error(c->ssl, e, why, cap);
+    return TLS_FAILED;
+}
+
+static ssize_t tls_write(struct bconn *c, const void *buf, size_t len, char *why, size_t cap)
+{
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, buf, clamp_int(len));
+    c->wr_wants_read = false;
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_WRITE)
+        return TLS_WAIT;
+    if (e == SSL_ERROR_WANT_READ) {
+        c->wr_wants_read = true;
+        return TLS_WAIT;
+    }
+    bench_tls_error(c->ssl, e, why, cap);
+    return TLS_FAILED;
+}
+
+/* ------------------------------------------------------------------------
  * Opening handshake
  */
 
+/* The upgrade request over TLS; true once it is all written. */
+static bool conn_hs_send_tls(struct bconn *c)
+{
+    while (c->hs_sent < c->hs_req) {
+        char why[300];
+        ssize_t n = tls_write(c, c->hs + c->hs_sent, c->hs_req - c->hs_sent, why, sizeof(why));
+        if (n == TLS_WAIT) {
+            conn_set_events(c, c->wr_wants_read ? KZ_IO_READ : KZ_IO_WRITE);
+            return false;
+        }
+        if (n < 0) {
+            conn_fatal(c, "sending the handshake: %s", why);
+            return false;
+        }
+        c->hs_sent += (uint32_t)n;
+    }
+    return true;
+}
+
 static void conn_hs_send(struct bconn *c)
 {
+    if (c->ssl) {
+        if (!conn_hs_send_tls(c))
+            return;
+    }
     while (c->hs_sent < c->hs_req) {
         ssize_t n = send(c->io.fd, c->hs + c->hs_sent, c->hs_req - c->hs_sent, MSG_NOSIGNAL);
         if (n < 0) {
@@ -331,15 +436,11 @@ static void conn_hs_send(struct bconn *c)
     conn_set_events(c, KZ_IO_READ);
 }
 
-static void conn_connected(struct bconn *c)
+/* The transport is ready (TCP, and TLS for wss://): the upgrade request goes out. */
+static void conn_upgrade(struct bconn *c)
 {
     struct bench_worker *w = c->w;
-    char e[200];
-    int rc = kz_tcp_connect_result(c->io.fd);
-    if (rc != KZ_OK) {
-        conn_fatal(c, "connect: %s", err_text(rc, e, sizeof(e)));
-        return;
-    }
+    int rc;
     c->hs = malloc(HS_BUF_SIZE);
     if (!c->hs) {
         conn_fatal(c, "%s", kz_strerror(KZ_ERR_NOMEM));
@@ -359,6 +460,89 @@ static void conn_connected(struct bconn *c)
     c->hs_sent = 0;
     c->state = C_HS_SEND;
     conn_hs_send(c);
+}
+
+/* "TLSv1.3, TLS_AES_256_GCM_SHA384, x25519, server key EC prime256v1 (256 bits)" */
+static void tls_describe(SSL *ssl, char *buf, size_t cap)
+{
+    int len = snprintf(buf, cap, "%s, %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+    int group = SSL_get_negotiated_group(ssl);
+    const char *gname = group > 0 ? SSL_group_to_name(ssl, group) : NULL;
+    if (gname && len > 0 && (size_t)len < cap)
+        len += snprintf(buf + len, cap - (size_t)len, ", %s", gname);
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    EVP_PKEY *key = cert ? X509_get0_pubkey(cert) : NULL;
+    if (key && len > 0 && (size_t)len < cap) {
+        char curve[64] = "";
+        size_t clen = 0;
+        if (EVP_PKEY_get_group_name(key, curve, sizeof(curve), &clen) != 1)
+            curve[0] = '\0';
+        snprintf(buf + len, cap - (size_t)len, ", server key %s%s%s (%d bits)",
+                 EVP_PKEY_get0_type_name(key), curve[0] ? " " : "", curve, EVP_PKEY_get_bits(key));
+    }
+    ERR_clear_error();
+}
+
+/* Advances the TLS handshake; once it is done, the upgrade follows. */
+static void conn_tls_step(struct bconn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        struct bench_worker *w = c->w;
+        if (!w->st.tls_agreed[0])
+            tls_describe(c->ssl, w->st.tls_agreed, sizeof(w->st.tls_agreed));
+        conn_upgrade(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        conn_set_events(c, e == SSL_ERROR_WANT_READ ? KZ_IO_READ : KZ_IO_WRITE);
+        return;
+    }
+    char why[300];
+    conn_fatal(c, "TLS handshake: %s", bench_tls_error(c->ssl, e, why, sizeof(why)));
+}
+
+/* wss://: an SSL for the connection, SNI for a name, the name or address to verify. */
+static void conn_tls_start(struct bconn *c)
+{
+    const struct bench_opts *o = c->w->o;
+    SSL *ssl = SSL_new(c->w->sh->tls);
+    bool ok = ssl && SSL_set_fd(ssl, c->io.fd) == 1;
+    /* RFC 6066: SNI carries host names, never address literals. */
+    if (ok && !o->tls_name_is_ip)
+        ok = SSL_set_tlsext_host_name(ssl, o->tls_name) == 1;
+    if (ok && !o->tls_insecure) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        ok = o->tls_name_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, o->tls_name) == 1
+                               : SSL_set1_host(ssl, o->tls_name) == 1;
+    }
+    if (!ok) {
+        char why[300];
+        SSL_free(ssl);
+        conn_fatal(c, "setting up TLS: %s", bench_tls_error(NULL, SSL_ERROR_SSL, why, sizeof(why)));
+        return;
+    }
+    SSL_set_connect_state(ssl);
+    c->ssl = ssl;
+    c->state = C_TLS;
+    conn_tls_step(c);
+}
+
+static void conn_connected(struct bconn *c)
+{
+    char e[200];
+    int rc = kz_tcp_connect_result(c->io.fd);
+    if (rc != KZ_OK) {
+        conn_fatal(c, "connect: %s", err_text(rc, e, sizeof(e)));
+        return;
+    }
+    if (c->w->sh->tls)
+        conn_tls_start(c);
+    else
+        conn_upgrade(c);
 }
 
 static void conn_input(struct bconn *c, uint8_t *buf, size_t len);
@@ -473,46 +657,97 @@ static bool conn_check_deflate(struct bconn *c, const struct kz_hs_response *res
     return false;
 }
 
-static void conn_hs_recv(struct bconn *c)
+/* Reads more of the server's answer; the bytes read, or 0 for none now (or the run failed). */
+static size_t conn_hs_read(struct bconn *c)
 {
-    struct bench_worker *w = c->w;
-    ssize_t n = recv(c->io.fd, c->hs + c->hs_len, HS_BUF_SIZE - c->hs_len, 0);
+    char *at = c->hs + c->hs_len;
+    size_t room = HS_BUF_SIZE - c->hs_len;
+    ssize_t n;
+    if (c->ssl) {
+        char why[300];
+        n = tls_read(c, at, room, why, sizeof(why));
+        if (n == TLS_WAIT) {
+            conn_set_events(c, c->rd_wants_write ? KZ_IO_WRITE : KZ_IO_READ);
+            return 0;
+        }
+        if (n == TLS_FAILED) {
+            conn_fatal(c, "reading the handshake response: %s", why);
+            return 0;
+        }
+    } else {
+        n = recv(c->io.fd, at, room, 0);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                conn_fatal(c, "reading the handshake response: %s", strerror(errno));
+            return 0;
+        }
+    }
     if (n == 0) {
         conn_fatal(c, "the server closed the connection during the handshake");
-        return;
+        return 0;
     }
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            conn_fatal(c, "reading the handshake response: %s", strerror(errno));
-        return;
-    }
-    size_t prev = c->hs_len;
-    c->hs_len += (uint32_t)n;
+    return (size_t)n;
+}
+
+/*
+ * Judges the answer once `prev` bytes of it had been looked at before.
+ * True if it is not whole yet; false once it was taken or refused.
+ */
+static bool conn_hs_judge(struct bconn *c, size_t prev)
+{
+    struct bench_worker *w = c->w;
     struct kz_header headers[HS_MAX_HEADERS];
     struct kz_hs_response resp = {.headers = headers, .max_headers = HS_MAX_HEADERS};
     int r = kz_hs_parse_response(c->hs, c->hs_len, prev, HS_BUF_SIZE, &resp);
     if (r == KZ_ERR_PARTIAL && c->hs_len == HS_BUF_SIZE)
         r = KZ_ERR_HS_RESP_TOO_LARGE;
     if (r == KZ_ERR_PARTIAL)
-        return;
+        return true;
     if (r < 0) {
         conn_fatal(c, "handshake: %s", kz_strerror(r));
-        return;
+        return false;
     }
     int rc = kz_hs_check_response(&resp, c->key, &w->req, NULL);
     if (rc == KZ_ERR_HS_RESP_STATUS) {
         conn_fatal(c, "handshake: %s (got %d %.*s)", kz_strerror(rc), resp.status,
                    (int)resp.reason.len, resp.reason.ptr);
-        return;
+        return false;
     }
     if (rc != KZ_OK) {
         conn_fatal(c, "handshake: %s", kz_strerror(rc));
-        return;
+        return false;
     }
     struct kz_pmd_params pmd;
     if (w->o->deflate && !conn_check_deflate(c, &resp, &pmd))
-        return;
+        return false;
     conn_opened(c, c->hs + r, c->hs_len - (size_t)r, w->o->deflate ? &pmd : NULL);
+    return false;
+}
+
+static void conn_read(struct bconn *c);
+
+static void conn_hs_recv(struct bconn *c)
+{
+    for (;;) {
+        size_t prev = c->hs_len;
+        size_t n = conn_hs_read(c);
+        if (n == 0)
+            return;
+        c->hs_len += (uint32_t)n;
+        if (conn_hs_judge(c, prev)) {
+            /* TLS: the rest may be in a record OpenSSL holds already, which epoll cannot tell. */
+            if (c->ssl && SSL_has_pending(c->ssl))
+                continue;
+            return;
+        }
+        break;
+    }
+    /* Frames that came in records after the 101's are read now, for the same reason. */
+    if (c->ssl && c->state >= C_OPEN && c->state != C_DONE && SSL_has_pending(c->ssl)) {
+        conn_read(c);
+        if (c->state != C_DONE)
+            conn_pump(c);
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -634,9 +869,35 @@ static bool conn_fill(struct bconn *c, uint64_t now)
     return true;
 }
 
+/*
+ * TLS: what is queued, in one SSL_write per record (partial writes: each
+ * call seals and writes at most 16 KiB). A write that has to wait keeps its
+ * bytes at out_head, to be offered again (OpenSSL allows them to have moved
+ * and more to follow); false if the connection was dropped.
+ */
+__attribute__((noinline)) static bool conn_flush_tls(struct bconn *c)
+{
+    while (c->out_head < c->out_tail) {
+        char why[300];
+        ssize_t n = tls_write(c, c->out + c->out_head, c->out_tail - c->out_head, why, sizeof(why));
+        if (n == TLS_WAIT)
+            break;
+        if (n < 0) {
+            conn_error(c, "TLS write: %s", why);
+            return false;
+        }
+        c->out_head += (uint32_t)n;
+    }
+    if (c->out_head == c->out_tail)
+        c->out_head = c->out_tail = 0;
+    return true;
+}
+
 /* Sends what is queued; false if the connection was dropped. */
 static bool conn_flush(struct bconn *c)
 {
+    if (c->ssl)
+        return conn_flush_tls(c);
     while (c->out_head < c->out_tail) {
         ssize_t n = send(c->io.fd, c->out + c->out_head, c->out_tail - c->out_head, MSG_NOSIGNAL);
         if (n < 0) {
@@ -662,11 +923,16 @@ static bool conn_can_send(const struct bconn *c)
     return (c->w->sending || c->exchanging) && c->state == C_OPEN;
 }
 
-/* Ask for KZ_IO_WRITE only while something waits for room in the socket. */
+/*
+ * Ask for KZ_IO_WRITE only while something waits for room in the socket:
+ * output (unless TLS must read before it can write again: then input
+ * wakes the write), or a TLS read that has to write first.
+ */
 static void conn_update_events(struct bconn *c)
 {
     unsigned ev = KZ_IO_READ;
-    if (c->out_head != c->out_tail || (c->owed && conn_can_send(c)))
+    bool out = c->out_head != c->out_tail || (c->owed && conn_can_send(c));
+    if ((out && !c->wr_wants_read) || c->rd_wants_write)
         ev |= KZ_IO_WRITE;
     conn_set_events(c, ev);
 }
@@ -923,9 +1189,55 @@ static void conn_eof(struct bconn *c)
     conn_error(c, "the server closed the TCP connection without a close frame");
 }
 
+/*
+ * TLS: takes records into the worker's buffer until it is full or OpenSSL
+ * holds no more, parses them, and goes on while OpenSSL still holds some
+ * (read ahead, they are off the socket: epoll will not report them).
+ * OpenSSL's buffer is finite, so this ends.
+ */
+__attribute__((noinline)) static void conn_read_tls(struct bconn *c)
+{
+    struct bench_worker *w = c->w;
+    uint8_t *buf = w->rbuf;
+    for (;;) {
+        size_t have = c->carry_len;
+        memcpy(buf, c->carry, have);
+        size_t got = 0;
+        ssize_t n;
+        char why[300];
+        do {
+            n = tls_read(c, buf + have + got, RBUF_SIZE - have - got, why, sizeof(why));
+            if (n > 0)
+                got += (size_t)n;
+        } while (n > 0 && have + got < RBUF_SIZE && SSL_has_pending(c->ssl));
+        if (got) {
+            c->carry_len = 0;
+            /* After the close frames, whatever still comes is not looked at. */
+            if (c->state != C_DRAIN)
+                conn_input(c, buf, have + got);
+            if (c->state == C_DONE)
+                return;
+        }
+        if (n == 0) {
+            conn_eof(c);
+            return;
+        }
+        if (n == TLS_FAILED) {
+            conn_error(c, "TLS read: %s", why);
+            return;
+        }
+        if (n == TLS_WAIT || !SSL_has_pending(c->ssl))
+            return;
+    }
+}
+
 static void conn_read(struct bconn *c)
 {
     struct bench_worker *w = c->w;
+    if (c->ssl) {
+        conn_read_tls(c);
+        return;
+    }
     uint8_t *buf = w->rbuf;
     size_t have = c->carry_len;
     memcpy(buf, c->carry, have);
@@ -953,6 +1265,9 @@ static void on_io(struct kz_loop *loop, struct kz_io *io, unsigned events)
     case C_CONNECTING:
         conn_connected(c);
         return;
+    case C_TLS:
+        conn_tls_step(c);
+        return;
     case C_HS_SEND:
         conn_hs_send(c);
         return;
@@ -962,7 +1277,7 @@ static void on_io(struct kz_loop *loop, struct kz_io *io, unsigned events)
     default:
         break;
     }
-    if (events & KZ_IO_READ)
+    if ((events & KZ_IO_READ) || (c->rd_wants_write && (events & KZ_IO_WRITE)))
         conn_read(c);
     /* Whatever the input made us owe (echoes, a pong, a close reply) leaves now, in one send. */
     if (c->state != C_DONE)

@@ -19,6 +19,17 @@
 # compresses at level 1, ws at zlib's default 6; the table shows what each
 # made of the echoes.
 #
+# Then the same servers over TLS (wss://): kaze echo --tls-cert/--tls-key,
+# lws_echo and ws_echo.mjs given the same certificate, an EC P-256 key
+# signed by a CA of our own, both made here with the openssl command into
+# the temporary directory (never kept). kaze bench connects to
+# wss://localhost (SNI sent) and verifies the certificate against that CA.
+# Figures: the server's CPU per million 32-byte and 64 KiB echoes, per
+# handshake (TCP + a full TLS handshake + the upgrade; the load generator
+# keeps no sessions) and handshakes/s, and its RSS per idle TLS connection
+# over 5,000 connections; each is also given as a ratio to the same
+# server's plaintext figure (PEER_tls_vs_plain_METRIC).
+#
 #   bench/compare.sh BUILD_DIR [ROUNDS]
 #
 # Ends with `bench: NAME VALUE UNIT` lines.
@@ -55,11 +66,29 @@ else
   echo "compare: node missing, skipping ws" >&2
 fi
 
+# TLS: a CA and a server certificate for localhost and 127.0.0.1, EC P-256.
+tls=$work/tls
+tpeers=()
+make_certs() {
+  mkdir -p "$tls"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  openssl req -x509 "${ec[@]}" -keyout "$tls/ca.key" -out "$tls/ca.pem" -days 2 -subj /CN=kaze-bench-ca &&
+  openssl req "${ec[@]}" -keyout "$tls/server.key" -out "$tls/server.csr" -subj /CN=localhost &&
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tls/ext" &&
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 2 -extfile "$tls/ext" -out "$tls/server.pem"
+}
+if command -v openssl >/dev/null && make_certs >/dev/null 2>&1; then
+  tpeers=("${peers[@]}")
+else
+  echo "compare: openssl cannot make certificates, skipping TLS" >&2
+fi
+
 free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-start_server() { # name [deflate] -> sets server_pid, port
+start_server() { # name [deflate|tls] -> sets server_pid, port
   local name=$1 zip=${2:-}
   port=$(free_port)
   case $name${zip:+-$zip} in
@@ -71,6 +100,11 @@ start_server() { # name [deflate] -> sets server_pid, port
     kaze_shared-deflate) $pin_server "$kaze" echo --host 127.0.0.1 --port "$port" --threads 1 --quiet \
       --deflate-mode shared >"$work/out" 2>"$work/err" & ;;
     node-deflate) $pin_server node "$here/peers/ws_echo.mjs" "$port" deflate >"$work/out" 2>"$work/err" & ;;
+    kaze-tls) $pin_server "$kaze" echo --host 127.0.0.1 --port "$port" --threads 1 --quiet \
+      --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" >"$work/out" 2>"$work/err" & ;;
+    lws-tls) $pin_server "$work/lws_echo" "$port" "$tls/server.pem" "$tls/server.key" >"$work/out" 2>"$work/err" & ;;
+    node-tls) $pin_server node "$here/peers/ws_echo.mjs" "$port" plain "$tls/server.pem" "$tls/server.key" \
+      >"$work/out" 2>"$work/err" & ;;
   esac
   server_pid=$!
   for _ in $(seq 100); do
@@ -111,6 +145,7 @@ for r in $(seq "$rounds"); do
     start_server "$p"
     $pin_client "$kaze" bench connect "ws://127.0.0.1:$port/" -c 10000 --hold 1 --server-pid "$server_pid" >"$work/conn" 2>&1 || true
     record "$p" "$(value server_cpu_us_per_handshake "$work/conn")" hs_cpu
+    record "$p" "$(value connect_handshakes_per_s "$work/conn")" hs_rate
     record "$p" "$(value server_rss_bytes_per_conn "$work/conn")" idle_mem
     stop_server
     echo "round $r $p: small $(tail -1 "$work/$p.small_cpu") s/M, large $(tail -1 "$work/$p.large_cpu") s/M," \
@@ -130,6 +165,25 @@ for r in $(seq "$rounds"); do
     stop_server
     echo "round $r $p deflate: $(tail -1 "$work/$p.deflate_cpu") s/M, idle $(tail -1 "$work/$p.deflate_idle_mem") B," \
          "echoes at $(tail -1 "$work/$p.deflate_ratio") of their size"
+  done
+  for p in "${tpeers[@]}"; do
+    start_server "$p" tls
+    url=wss://localhost:$port/
+    $pin_client "$kaze" bench echo "$url" --ca "$tls/ca.pem" -c 100 -s 32 -d 8 -D 4 --server-pid "$server_pid" >"$work/tsmall" 2>&1 || true
+    record "$p" "$(value server_cpu_s_per_M_msgs "$work/tsmall")" tls_small_cpu
+    record "$p" "$(value echo_msgs_per_s "$work/tsmall")" tls_small_rate
+    $pin_client "$kaze" bench echo "$url" --ca "$tls/ca.pem" -c 100 -s 64K -d 8 -D 4 --server-pid "$server_pid" >"$work/tlarge" 2>&1 || true
+    record "$p" "$(value server_cpu_s_per_M_msgs "$work/tlarge")" tls_large_cpu
+    stop_server
+    start_server "$p" tls
+    $pin_client "$kaze" bench connect "wss://localhost:$port/" --ca "$tls/ca.pem" -c 5000 --hold 1 --server-pid "$server_pid" >"$work/tconn" 2>&1 || true
+    record "$p" "$(value server_cpu_us_per_handshake "$work/tconn")" tls_hs_cpu
+    record "$p" "$(value connect_handshakes_per_s "$work/tconn")" tls_hs_rate
+    record "$p" "$(value server_rss_bytes_per_conn "$work/tconn")" tls_idle_mem
+    stop_server
+    echo "round $r $p tls: small $(tail -1 "$work/$p.tls_small_cpu") s/M, large $(tail -1 "$work/$p.tls_large_cpu") s/M," \
+         "handshake $(tail -1 "$work/$p.tls_hs_cpu") us ($(tail -1 "$work/$p.tls_hs_rate")/s), idle $(tail -1 "$work/$p.tls_idle_mem") B"
+    grep -h 'kaze bench:' "$work/tsmall" "$work/tlarge" "$work/tconn" >&2 || true
   done
 done
 
@@ -174,13 +228,46 @@ lines() {
   done
 }
 
-metrics=(small_cpu large_cpu hs_cpu idle_mem small_rate)
+metrics=(small_cpu large_cpu hs_cpu idle_mem small_rate hs_rate)
 label_small_cpu="CPU s / 1M echoes, 32 B"
 label_large_cpu="CPU s / 1M echoes, 64 KiB"
 label_hs_cpu="CPU us / handshake"
 label_idle_mem="RSS bytes / idle connection"
 label_small_rate="echoes/s, 32 B (load-bound)"
+label_hs_rate="handshakes/s (load-bound)"
 unit_small_cpu="s/M_msgs"; unit_large_cpu="s/M_msgs"; unit_hs_cpu="us"; unit_idle_mem="bytes"; unit_small_rate="msgs/s"
+unit_hs_rate="hs/s"
+
+tmetrics=(tls_small_cpu tls_large_cpu tls_hs_cpu tls_idle_mem tls_small_rate tls_hs_rate)
+for m in "${metrics[@]}"; do
+  l=label_$m; u=unit_$m
+  printf -v "label_tls_$m" '%s' "${!l}"
+  printf -v "unit_tls_$m" '%s' "${!u}"
+done
+
+# tls_ratios PEERS: each TLS median over the same server's plaintext one.
+tls_ratios() {
+  local -n cols=$1
+  local m p t v l
+  echo
+  printf '%-36s' "TLS / plaintext, medians"
+  for p in "${cols[@]}"; do printf '%14s' "$p"; done
+  echo
+  for m in "${metrics[@]}"; do
+    l=label_$m
+    printf '%-36s' "${!l}"
+    for p in "${cols[@]}"; do
+      t=$(median "$work/$p.tls_$m"); v=$(median "$work/$p.$m")
+      if [ -n "$t" ] && [ -n "$v" ]; then
+        printf '%14s' "$(awk -v a="$t" -v b="$v" 'BEGIN { printf "%.2fx", a / b }')"
+        echo "bench: ${p}_tls_vs_plain_$m $(awk -v a="$t" -v b="$v" 'BEGIN { printf "%.3f", a / b }') ratio" >>"$work/tls_lines"
+      else
+        printf '%14s' "-"
+      fi
+    done
+    echo
+  done
+}
 
 zmetrics=(deflate_cpu deflate_idle_mem deflate_rate deflate_ratio)
 label_deflate_cpu="CPU s / 1M echoes, 1 KiB deflate"
@@ -191,8 +278,17 @@ unit_deflate_cpu="s/M_msgs"; unit_deflate_idle_mem="bytes"; unit_deflate_rate="m
 
 table "median over $rounds rounds" peers metrics
 table "permessage-deflate, median" zpeers zmetrics
+: >"$work/tls_lines"
+if [ ${#tpeers[@]} -gt 0 ]; then
+  table "TLS (wss://), median" tpeers tmetrics
+  tls_ratios tpeers
+fi
 echo
 base=(kaze)
 zbase=(kaze kaze_shared)
 lines peers metrics base
 lines zpeers zmetrics zbase
+if [ ${#tpeers[@]} -gt 0 ]; then
+  lines tpeers tmetrics base
+  cat "$work/tls_lines"
+fi

@@ -15,7 +15,7 @@ for b in "$build"/bench/bench_*; do
   grep '^bench: ' "$one" >>"$lines" || true
   echo
 done
-echo "== kaze echo against libwebsockets and Node ws (server CPU, pinned)"
+echo "== kaze echo against libwebsockets and Node ws: plaintext, permessage-deflate, TLS (server CPU, pinned)"
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/bench/compare.sh" "$build" "${ROUNDS:-3}" >"$one"
 grep -v '^bench: ' "$one" || true

@@ -5,7 +5,11 @@
  * callback (lws allows one lws_write per callback), asking for another
  * callback while messages remain.
  *
- *   lws_echo PORT     prints PORT on stdout once listening; SIGINT/SIGTERM stop it
+ *   lws_echo PORT [CERT KEY]
+ *
+ * prints PORT on stdout once listening; SIGINT/SIGTERM stop it. With CERT
+ * and KEY (PEM: the chain, the private key) it serves wss:// with the
+ * library's OpenSSL defaults.
  */
 #include <libwebsockets.h>
 #include <signal.h>
@@ -120,6 +124,11 @@ int main(int argc, char **argv)
     info.port = port;
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (argc > 3) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = argv[2];
+        info.ssl_private_key_filepath = argv[3];
+    }
     info.pt_serv_buf_size = 65536;
     lws_set_log_level(LLL_ERR, NULL);
     struct lws_context *ctx = lws_create_context(&info);
