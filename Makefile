@@ -25,9 +25,11 @@ build: deps
 test: test-release test-asan test-fuzz
 
 test-release: build
+	@scripts/deps.sh test
 	ctest --test-dir $(BUILD) --output-on-failure -j2
 
 test-asan: deps
+	@scripts/deps.sh test
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKZ_WERROR=ON \
 	  -DKZ_SANITIZE=ON -DKZ_BENCH=OFF >/dev/null
 	@cmake --build $(ASAN_BUILD)

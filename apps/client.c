@@ -42,8 +42,9 @@ struct app {
 
     struct kz_loop *loop;
     struct kz_client *cl;
-    struct kz_io in;      /* stdin, when epoll can watch it */
-    struct kz_defer pump; /* stdin, when it cannot (a regular file) */
+    struct kz_io in;         /* stdin, when epoll can watch it */
+    struct kz_defer pump;    /* stdin, when it cannot (a regular file) */
+    struct kz_defer recheck; /* after a pause: resume if the iteration's flush emptied the queue */
     bool in_pollable, in_reading, in_eof;
     char *line;
     size_t line_len, line_cap;
@@ -208,6 +209,15 @@ static void input_ended(struct app *a)
     maybe_finish(a);
 }
 
+static void on_recheck(struct kz_loop *loop, struct kz_defer *d)
+{
+    (void)loop;
+    struct app *a = KZ_CONTAINER_OF(d, struct app, recheck);
+    struct kz_conn *c = kz_client_conn(a->cl);
+    if (!c || kz_conn_buffered(c) <= PAUSE_BUFFERED)
+        reading(a, true);
+}
+
 /* Reads one chunk; false once input has ended or reading paused. */
 static bool read_some(struct app *a)
 {
@@ -222,7 +232,13 @@ static bool read_some(struct app *a)
     take_input(a, buf, (size_t)n);
     struct kz_conn *c = kz_client_conn(a->cl);
     if (c && kz_conn_buffered(c) > PAUSE_BUFFERED) {
-        reading(a, false); /* on_drain resumes */
+        /*
+         * Paused. What is buffered may all leave in this iteration's flush
+         * (then no on_drain follows): look again after it; if bytes are
+         * still queued then, on_drain resumes.
+         */
+        reading(a, false);
+        kz_defer(a->loop, &a->recheck, on_recheck);
         return false;
     }
     return a->in_reading;
@@ -575,6 +591,7 @@ int cmd_client(int argc, char **argv)
     fflush(stdout);
     kz_timer_stop(a->loop, &a->wait_timer);
     kz_defer_cancel(a->loop, &a->pump);
+    kz_defer_cancel(a->loop, &a->recheck);
     if (a->in_pollable)
         kz_io_stop(a->loop, &a->in);
     kz_signal_stop(a->loop, &a->sigint);

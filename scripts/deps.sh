@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Kaze's build and tests need, when missing.
 # Safe to run again: it only calls apt-get when something is absent.
-#   scripts/deps.sh          build and test
+#   scripts/deps.sh          build
+#   scripts/deps.sh test     also the peers and tools the tests run (make test)
 #   scripts/deps.sh bench    also the peers `make bench` compares with
 set -euo pipefail
 
@@ -9,11 +10,11 @@ packages=(
   cmake ninja-build gcc make pkg-config
   libssl-dev zlib1g-dev libcmocka-dev
   clang libclang-rt-14-dev
-  python3-websockets nodejs npm
 )
-if [ "${1:-}" = bench ]; then
-  packages+=(libwebsockets-dev util-linux)
-fi
+case "${1:-}" in
+  test) packages+=(python3-websockets nodejs npm openssl chromium libnss3-tools) ;;
+  bench) packages+=(python3-websockets nodejs npm openssl libwebsockets-dev util-linux) ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

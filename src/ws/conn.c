@@ -149,6 +149,9 @@ void kz__conn_after_flush(struct kz_conn *c)
             kz__tls_close_notify(c->ssl);
         shutdown(c->io.fd, SHUT_WR);
     }
+    /* TLS already took the peer's end off the socket: epoll will not report it. */
+    if (c->state == KZ_CONN_LINGER && (c->flags & KZ_CF_EOF))
+        kill(c);
 }
 
 void kz__conn_going_away(struct kz_conn *c)
@@ -457,6 +460,8 @@ static int keep(struct kz_conn *c, const uint8_t *p, size_t n)
 ssize_t kz__conn_read(struct kz_conn *c, void *buf, size_t len)
 {
     if (c->ssl) {
+        if (c->flags & KZ_CF_EOF)
+            return 0;
         /*
          * TLS hands out one record (at most 16 KiB) per call: read on while
          * it holds more and there is room, so that a burst is parsed in one
@@ -473,8 +478,10 @@ ssize_t kz__conn_read(struct kz_conn *c, void *buf, size_t len)
                             */
                 continue;
             }
+            if (got && n != -1)
+                c->flags |= KZ_CF_EOF; /* OpenSSL has taken it off the socket: epoll will not say */
             if (got)
-                break; /* what came is processed first; an end or error shows next time */
+                break; /* what came is processed first; the end is reported by the next read */
             return n == -1 ? -1 : 0;
         }
         return (ssize_t)got;
@@ -696,6 +703,14 @@ static void refuse_plain_http(struct kz_conn *c)
     if (n > 0 && send(c->io.fd, out, (size_t)n, MSG_NOSIGNAL) < 0) {
         /* best effort: the connection is closed either way */
     }
+    /*
+     * TLS looked at only the first bytes of the request: read the rest that
+     * is here, so that closing sends a FIN rather than a reset that could
+     * destroy the answer before the client reads it.
+     */
+    char sink[4096];
+    for (int i = 0; i < 4 && recv(c->io.fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++) {
+    }
 }
 
 /* Advances the server side of the TLS handshake; then reads the upgrade request. */
@@ -751,7 +766,7 @@ void kz__conn_on_io(struct kz_loop *loop, struct kz_io *io, unsigned events)
         /* Records TLS has already taken off the socket do not wake epoll: read them now. */
         for (int i = 0; i < 16; i++) {
             read_frames(c);
-            if (!c->ssl || !SSL_has_pending(c->ssl) ||
+            if (!c->ssl || !(SSL_has_pending(c->ssl) || (c->flags & KZ_CF_EOF)) ||
                 (c->state != KZ_CONN_OPEN && c->state != KZ_CONN_CLOSING))
                 break;
         }

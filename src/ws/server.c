@@ -206,7 +206,8 @@ int kz_server_listen(struct kz_server *s, const char *host, uint16_t port, bool 
     if (fd < 0)
         return fd;
     /* A WebSocket client speaks first: accept once its request is here. */
-    int secs = s->cfg.handshake_timeout_ms ? (int)(s->cfg.handshake_timeout_ms / 1000) + 1 : 10;
+    uint32_t first_ms = s->cfg.tls ? s->cfg.tls_handshake_timeout_ms : s->cfg.handshake_timeout_ms;
+    int secs = first_ms ? (int)(first_ms / 1000) + 1 : 10;
     setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
     int rc = kz_io_start(s->loop, &s->listener, fd, KZ_IO_READ, on_accept);
     if (rc != KZ_OK) {

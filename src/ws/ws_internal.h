@@ -95,6 +95,7 @@ enum {
     KZ_CF_OPENED = 1u << 3,         /* on_open was called, so on_close is owed */
     KZ_CF_CLOSE_REPORTED = 1u << 4, /* on_close was called */
     KZ_CF_DISCARD = 1u << 5,        /* the input stream is unusable: read and drop */
+    KZ_CF_EOF = 1u << 6,            /* TLS saw the end of the stream behind data read first */
 };
 
 struct kz_conn {
