@@ -186,7 +186,8 @@ static void take_input(struct app *a, const char *buf, size_t n)
             a->line = p;
             a->line_cap = cap;
         }
-        memcpy(a->line + a->line_len, buf, piece);
+        if (piece) /* an empty line may come before any buffer exists */
+            memcpy(a->line + a->line_len, buf, piece);
         a->line_len += piece;
         if (!nl)
             return;

@@ -4,6 +4,7 @@
     run.py --kaze build/me/apps/kaze            every case
     run.py --kaze build/me/apps/kaze 6.4 7.9    cases whose id starts with 6.4 or 7.9
     run.py --kaze ... -v                        also a line per passing case
+    run.py --kaze ... --tls [prefixes...]       the same cases over wss:// (TLS)
     run.py --list                               list the cases
 
 Starts `kaze echo --port 0 --threads 1 --quiet` (plus options per profile, see
@@ -11,13 +12,23 @@ PROFILES) on a free port, runs the cases one connection each, prints one line pe
 failing case, then exactly "N passed, N failed"; exits 1 if any failed. Every
 server it started is stopped on the way out, also on errors and signals, and dies
 with this process if this process is killed (PR_SET_PDEATHSIG).
+
+With --tls every case runs over TLS: a throwaway certificate (EC P-256, SAN
+DNS:localhost and IP:127.0.0.1) is made with the openssl program in a temporary
+directory (removed on the way out), every kaze echo gets --tls-cert/--tls-key,
+and the client (wsclient.Conn) verifies the server against that certificate as
+"localhost". The cases mean the same over TLS: each send() of the client is its
+own TLS record, and how TCP ends (FIN or reset) is judged on the TCP socket
+under TLS, a close_notify before the FIN being fine.
 """
 
 import argparse
 import ctypes
 import os
 import select
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -28,6 +39,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cases  # noqa: E402
+import wsclient  # noqa: E402
 import cases_deflate  # noqa: E402,F401  (adds groups 12, 13 and pmd* to cases.CASES)
 
 cases.CASES.sort(key=cases.Case.key)
@@ -48,6 +60,7 @@ START_TIMEOUT = 10.0
 # every case wait out its timeouts the summary comes out before ctest's TIMEOUT (300 s;
 # the longest case can take about 70 s). Cases not run count as failed.
 DEFAULT_BUDGET = 200.0
+TLS_NAME = "localhost"   # the certificate's name, which the client asks for and verifies
 
 
 def _die_with_parent():
@@ -59,15 +72,46 @@ def _die_with_parent():
         pass
 
 
+def make_certificate(directory):
+    """A throwaway self-signed certificate and key for wss:// (openssl CLI): EC P-256,
+    SAN DNS:localhost and IP:127.0.0.1. Returns (cert path, key path)."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    cmd = ["openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+           "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + TLS_NAME,
+           "-addext", "subjectAltName=DNS:%s,IP:127.0.0.1" % TLS_NAME,
+           "-addext", "basicConstraints=critical,CA:TRUE",
+           "-addext", "keyUsage=critical,digitalSignature,keyCertSign",
+           "-addext", "extendedKeyUsage=serverAuth"]
+    try:
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=30)
+    except FileNotFoundError:
+        raise RuntimeError("--tls needs the openssl program, which is not on PATH")
+    if r.returncode != 0 or not os.path.exists(cert) or not os.path.exists(key):
+        raise RuntimeError("openssl could not make a certificate (status %d): %s"
+                           % (r.returncode, r.stdout.decode("utf-8", "replace").strip()[-600:]))
+    return cert, key
+
+
+def client_tls_context(cert):
+    """What the client trusts: that certificate only, verified for TLS_NAME."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cert)
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 class Server:
-    def __init__(self, kaze, profile):
+    def __init__(self, kaze, profile, extra_args=()):
         self.kaze, self.profile = kaze, profile
+        self.extra_args = list(extra_args)
         self.proc = None
         self.port = None
         self.stderr = None
 
     def start(self):
-        args = [self.kaze, "echo", "--port", "0", "--threads", "1", "--quiet"] + PROFILES[self.profile]
+        args = ([self.kaze, "echo", "--port", "0", "--threads", "1", "--quiet"] + PROFILES[self.profile]
+                + self.extra_args)
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self.stderr, preexec_fn=_die_with_parent)
@@ -122,14 +166,15 @@ class Server:
 class Servers:
     """One kaze echo per profile, started on first use, restarted if it died."""
 
-    def __init__(self, kaze):
+    def __init__(self, kaze, extra_args=()):
         self.kaze = kaze
+        self.extra_args = list(extra_args)   # for every profile (--tls-cert/--tls-key)
         self.running = {}
 
     def get(self, profile):
         s = self.running.get(profile)
         if s is None or not s.alive():
-            s = Server(self.kaze, profile).start()
+            s = Server(self.kaze, profile, self.extra_args).start()
             self.running[profile] = s
         return s
 
@@ -150,6 +195,8 @@ def main():
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
                     help="seconds after which no new case starts (default %(default)s)")
+    ap.add_argument("--tls", action="store_true",
+                    help="run over wss:// with a throwaway certificate (needs the openssl program)")
     ap.add_argument("prefixes", nargs="*", help="run only cases whose id starts with one of these")
     opts = ap.parse_args()
 
@@ -173,10 +220,24 @@ def main():
     def on_term(signo, frame):
         raise KeyboardInterrupt()
     signal.signal(signal.SIGTERM, on_term)
-    servers = Servers(os.path.abspath(opts.kaze))
     passed = failed = 0
     t0 = time.monotonic()
+    tls_dir = None
+    servers = None
     try:
+        server_args = []
+        if opts.tls:
+            tls_dir = tempfile.mkdtemp(prefix="kaze-conformance-tls-")
+            try:
+                cert, key = make_certificate(tls_dir)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                print("cannot run over TLS: %s" % e, file=sys.stderr)
+                print("0 passed, %d failed" % len(pending))
+                return 1
+            server_args = ["--tls-cert", cert, "--tls-key", key]
+            wsclient.Conn.tls_context = client_tls_context(cert)
+            wsclient.Conn.tls_server_name = TLS_NAME
+        servers = Servers(os.path.abspath(opts.kaze), server_args)
         for c in pending:
             if time.monotonic() - t0 > opts.budget:
                 print("%s: not run: the suite's time budget of %.0f s is used up" % (c.id, opts.budget))
@@ -217,7 +278,10 @@ def main():
         print("interrupted", file=sys.stderr)
         failed += len(pending) - passed - failed
     finally:
-        servers.stop_all()
+        if servers is not None:
+            servers.stop_all()
+        if tls_dir is not None:
+            shutil.rmtree(tls_dir, ignore_errors=True)
     if opts.verbose:
         print("total %.1f s" % (time.monotonic() - t0))
     print("%d passed, %d failed" % (passed, failed))

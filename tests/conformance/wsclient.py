@@ -23,6 +23,19 @@ message, never on continuation or control frames (RFC 7692 6.1).
 The socket is non-blocking; every wait takes a deadline, so nothing here can
 block forever.
 
+wss:// (run.py --tls): with Conn.tls_context set to an ssl.SSLContext, connect()
+does a TLS handshake (server name Conn.tls_server_name, verified) and everything
+after it goes through TLS. The ssl module's SSLObject runs over memory BIOs and this
+class moves the bytes between them and the TCP socket itself, so that TCP is read
+and written exactly as for ws://: each send() of ours carries the TLS record(s) of
+one piece ("chop" and "delay" keep their meaning), and how TCP ended (FIN or reset)
+is what recv() on the TCP socket said. (Python's SSLSocket cannot tell them apart:
+with OpenSSL 3 it reports a reset as an EOF, and by default a FIN without
+close_notify as a clean end.) The server's close_notify is recorded in
+.tls_close_notify; it is not an end of TCP. We never send a close_notify ourselves
+(it could reach a server that has already closed and turn its FIN into a reset),
+which leaves the TCP behaviour exactly that of ws://.
+
 The same machinery serves the client-role suite (client_run.py) with the roles
 turned round: wsserver.ServerConn is a Conn whose peer is a client (PEER,
 PEER_MASKS, ME below), and that suite sets MASK_FRAMES to False before it
@@ -35,6 +48,7 @@ import hashlib
 import os
 import select
 import socket
+import ssl
 import struct
 import time
 import zlib
@@ -457,6 +471,10 @@ class Conn:
 
     ME, PEER = "client", "server"   # our role and the peer's (wsserver.ServerConn swaps them)
     PEER_MASKS = False              # whether the peer's frames must be masked (RFC 6455 5.1)
+    # wss://: an ssl.SSLContext makes connect() speak TLS (None: plain ws://), and the
+    # name to ask for (SNI) and verify the certificate against. run.py --tls sets these.
+    tls_context = None
+    tls_server_name = "localhost"
 
     def __init__(self, host, port, timeout=10.0):
         self.host, self.port = host, port
@@ -492,15 +510,75 @@ class Conn:
         self._tx = None             # our compressor (kept across messages with context takeover)
         self._rx = None             # our inflater for the server's messages
         self._frag_rsv1 = False
+        # TLS (wss://): an SSLObject between two memory BIOs (see the module docstring)
+        self.tls = False            # this connection speaks TLS
+        self.tls_close_notify = False  # the server's close_notify alert has arrived
+        self._tls = None            # the ssl.SSLObject
+        self._tls_in = None         # ssl.MemoryBIO: TCP bytes from the server, for TLS to read
+        self._tls_out = None        # ssl.MemoryBIO: TLS records for us to send
+        self._tls_over = False      # close_notify or a TLS error: no more TLS from the server
+        self._wire = bytearray()    # TLS records taken from _tls_out, not yet sent
 
     # ------------------------------------------------------------ connection
 
     def connect(self):
+        deadline = time.monotonic() + self.timeout
         s = socket.create_connection((self.host, self.port), timeout=self.timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setblocking(False)
         self.sock = s
+        if self.tls_context is not None:
+            self.tls = True
+            self._tls_in, self._tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self._tls = self.tls_context.wrap_bio(self._tls_in, self._tls_out,
+                                                  server_hostname=self.tls_server_name)
+            self._tls_handshake(deadline)
         return self
+
+    def _tls_handshake(self, deadline):
+        """The TLS handshake within the deadline. Raises ssl.SSLError (an OSError:
+        the certificate did not verify, an alert, ...), ConnectionError when TCP ended
+        first, Timeout when it does not finish in time."""
+        while True:
+            try:
+                self._tls.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            self._tls_pull()
+            while self._wire:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Timeout("TLS handshake did not finish within %.0f s" % self.timeout)
+                _, w, _ = select.select([], [self.sock], [], left)
+                if w:
+                    try:
+                        del self._wire[:self.sock.send(self._wire)]
+                    except (BlockingIOError, InterruptedError):
+                        pass
+            if done:
+                # Records that came in with the last of the handshake (a TLS 1.3 session
+                # ticket) are read now, not left waiting for more bytes from TCP.
+                self.rx += self._tls_decrypt(b"")
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout("TLS handshake did not finish within %.0f s" % self.timeout)
+            r, _, _ = select.select([self.sock], [], [], left)
+            if not r:
+                continue
+            try:
+                data = self.sock.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                continue
+            if not data:
+                raise ConnectionError("the server closed TCP during the TLS handshake")
+            self._tls_in.write(data)
+
+    def _tls_pull(self):
+        """Move the TLS records the SSLObject has made onto the queue to send."""
+        if self._tls_out is not None and self._tls_out.pending:
+            self._wire += self._tls_out.read()
 
     def close_socket(self):
         if self.sock is not None:
@@ -663,6 +741,8 @@ class Conn:
                 self._sending -= 1
 
     def _send_all(self, piece):
+        if self.tls:
+            return self._send_all_tls(piece)
         deadline = time.monotonic() + self.timeout
         off = 0
         while off < len(piece):
@@ -682,6 +762,43 @@ class Conn:
                 except OSError as e:  # EPIPE, ECONNRESET: the server has gone
                     self.send_error = e
                     return False
+        return True
+
+    def _send_all_tls(self, piece):
+        """Encrypt one piece (its own TLS record or records) and send it."""
+        if self.sock is None or self.send_error:
+            return False
+        try:
+            self._tls.write(piece)   # all of it: the memory BIO takes everything
+        except ssl.SSLError as e:    # TLS is broken or shut down: we cannot send
+            self.send_error = e
+            return False
+        self._tls_pull()
+        return self._send_wire()
+
+    def _send_wire(self):
+        """Send the queued TLS records, reading whatever the server sends meanwhile
+        (so large writes cannot deadlock), like _send_all does for ws://."""
+        deadline = time.monotonic() + self.timeout
+        while self._wire:
+            if self.sock is None or self.send_error:
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout("send stalled for %.0f s" % self.timeout)
+            r, w, _ = select.select([self.sock] if self.tcp_end is None else [], [self.sock], [], left)
+            if r:
+                self._read_once()
+            if w and self._wire:
+                try:
+                    with memoryview(self._wire) as mv:
+                        n = self.sock.send(mv[:1 << 20])
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as e:  # EPIPE, ECONNRESET: the server has gone
+                    self.send_error = e
+                    return False
+                del self._wire[:n]
         return True
 
     def send_frame(self, opcode, payload=b"", chop=None, delay=0.0, **kw):
@@ -765,12 +882,57 @@ class Conn:
         if not data:
             self._ended("eof")
             return False
+        if self.tls:
+            data = self._tls_decrypt(data)
+            if not data:
+                return True
         if self.close_received:
             self.violations.append("%d bytes after the close frame" % len(data))
         self.rx += data
         if self.resp_status == 101:
             self._parse()
         return True
+
+    def _tls_decrypt(self, data):
+        """TCP bytes in, the application data they complete out (all of it: nothing
+        is left waiting inside the SSLObject, so select() on the socket tells when
+        there is more). Notes the server's close_notify and any TLS error."""
+        if self._tls_over:
+            if self.tls_close_notify:
+                self.violations.append("%d bytes on TCP after the TLS close_notify" % len(data))
+            return b""
+        self._tls_in.write(data)
+        out = []
+        while True:
+            try:
+                chunk = self._tls.read(1 << 16)   # one record (at most 16 KiB) a call
+            except ssl.SSLWantReadError:   # the rest of a record is still to come
+                break
+            except ssl.SSLWantWriteError:  # not with memory BIOs; what it made is sent below
+                break
+            except ssl.SSLZeroReturnError:
+                chunk = b""
+            except ssl.SSLError as e:
+                self.violations.append("TLS error from the %s's data: %s" % (self.PEER, e))
+                self._tls_over = True
+                break
+            if not chunk:
+                # The server's close_notify (read() returns b"" for it): TLS is closed,
+                # TCP not yet; its FIN or reset is still to be read from the socket.
+                self.tls_close_notify = True
+                self._tls_over = True
+                break
+            out.append(chunk)
+        # Whatever TLS wants to say back (a KeyUpdate, an alert) goes out behind our
+        # frames: now unless a send is under way, which sends it.
+        self._tls_pull()
+        if self._wire and not self._sending and self.tcp_end is None:
+            self._sending += 1
+            try:
+                self._send_wire()
+            finally:
+                self._sending -= 1
+        return b"".join(out)
 
     def _ended(self, how):
         if self.tcp_end is None:
@@ -959,5 +1121,7 @@ class Conn:
                 s += " reason %s" % short(self.close_reason)
         else:
             s = "no close frame"
+        if self.tls_close_notify:
+            s += ", TLS close_notify"
         s += ", TCP " + {None: "still open", "eof": "closed (FIN)", "reset": "reset (RST)"}[self.tcp_end]
         return s
