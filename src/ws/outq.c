@@ -474,12 +474,13 @@ static void consume(struct kz_conn *c, size_t n)
 }
 
 /*
- * Under TLS each chunk goes by SSL_write: a 16 KiB chunk is one record.
+ * Writes the queue under TLS, a chunk per SSL_write (a 16 KiB chunk is one
+ * record); false if the connection failed.
  * After a WANT_WRITE, OpenSSL expects the same bytes again; the queue's
  * head keeps them (and may only have grown), which
  * SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows.
  */
-static void flush_tls(struct kz_conn *c)
+static bool write_queue_tls(struct kz_conn *c)
 {
     unsigned want = KZ_IO_WRITE;
     while (c->out_head) {
@@ -487,27 +488,18 @@ static void flush_tls(struct kz_conn *c)
         ssize_t n = kz__tls_write(c->ssl, chunk_bytes(ch) + ch->start, ch->end - ch->start, &want);
         if (n == -2) {
             kz__conn_abort(c, KZ_CLOSE_ABNORMAL, "write failed");
-            return;
+            return false;
         }
         if (n < 0)
             break;
         consume(c, (size_t)n);
     }
-    if (c->out_head) {
-        c->flags |= KZ_CF_DRAIN;
-        kz_io_set_events(c->srv->loop, &c->io, c->io.events | KZ_IO_WRITE);
-        return;
-    }
-    kz_io_set_events(c->srv->loop, &c->io, c->io.events & ~KZ_IO_WRITE);
-    kz__conn_after_flush(c);
+    return true;
 }
 
-void kz__conn_flush(struct kz_conn *c)
+/* Writes the queue with sendmsg; false if the connection failed. */
+static bool write_queue_tcp(struct kz_conn *c)
 {
-    if (c->ssl) {
-        flush_tls(c);
-        return;
-    }
     while (c->out_head) {
         struct iovec iov[KZ_IOV_MAX];
         int cnt = 0;
@@ -524,10 +516,17 @@ void kz__conn_flush(struct kz_conn *c)
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
             kz__conn_abort(c, KZ_CLOSE_ABNORMAL, "write failed");
-            return;
+            return false;
         }
         consume(c, (size_t)n);
     }
+    return true;
+}
+
+void kz__conn_flush(struct kz_conn *c)
+{
+    if (!(c->ssl ? write_queue_tls(c) : write_queue_tcp(c)))
+        return;
     if (c->out_head) {
         c->flags |= KZ_CF_DRAIN;
         kz_io_set_events(c->srv->loop, &c->io, c->io.events | KZ_IO_WRITE);
