@@ -287,6 +287,9 @@ struct kz_client *kz_client_new(struct kz_loop *loop, const char *url,
     cl->subprotocol = -1;
     cl->random = csprng32;
     int rc = copy_config(cl, url, cfg);
+    /* The context settled the limits (0 or too large a head limit): the client uses the same. */
+    cl->cfg.max_header_size = ctx->cfg.max_header_size;
+    cl->cfg.max_message_size = ctx->cfg.max_message_size;
     if (rc == KZ_OK && cl->url.tls) {
         char why[256];
         cl->tls_ctx =
