@@ -62,9 +62,10 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: kaze client [options] URL\n"
             "\n"
-            "Connects to a ws:// URL. Lines from stdin are sent as messages; messages\n"
-            "received are printed one per line. Reading from a pipe or file, the client\n"
-            "waits after end of input for as many messages as it sent, then closes.\n"
+            "Connects to a ws:// or wss:// URL. Lines from stdin are sent as messages;\n"
+            "messages received are printed one per line. Reading from a pipe or file,\n"
+            "the client waits after end of input for as many messages as it sent, then\n"
+            "closes.\n"
             "\n"
             "options:\n"
             "  --echo                send every message received back, until the server closes\n"
