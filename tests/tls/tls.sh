@@ -221,6 +221,25 @@ expect_echo "kaze client -> kaze echo: a 1 MiB line, --compress" "$big"$'\nend\n
 client_timeout=10 expect_echo "kaze client -> kaze echo: a 1 MiB line, no compression" "$big"$'\nend\n' \
   --ca "$ca" "wss://localhost:$main/"
 
+# kaze bench over wss://: every echo checked (type, length, content), verified certificate.
+bench_check() { # NAME MODE ARGS...: MODE echo or connect, must report MODE_errors 0
+  local name=$1
+  shift
+  local log brc
+  log=$(timeout -k 5 60 "$kaze" bench "$@" 2>&1)
+  brc=$?
+  if [ "$brc" -eq 0 ] && grep -q "^bench: $1_errors 0 " <<<"$log"; then
+    ok "$name"
+  else
+    bad "$name" "kaze bench $*" "$(tail -5 <<<"$log")"
+  fi
+}
+bench_check "kaze bench echo over wss:// (verified)" echo "wss://localhost:$main/" --ca "$ca" \
+  -c 4 -d 4 -n 2000 -s 1K --text
+bench_check "kaze bench echo over wss://, deflate, 256 KiB" echo "wss://localhost:$main/" --ca "$ca" \
+  -c 2 -d 2 -n 40 -s 256K --binary --deflate
+bench_check "kaze bench connect over wss://" connect "wss://localhost:$main/" --ca "$ca" -c 50
+
 start pyserver "$py" "$here/py_tls_server.py" "$certs/server.pem" "$certs/server.key" || exit 1
 start nodeserver node "$here/node_tls_server.mjs" "$certs/server.pem" "$certs/server.key" || exit 1
 for peer in python node; do
