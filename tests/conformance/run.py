@@ -22,12 +22,9 @@ own TLS record, and how TCP ends (FIN or reset) is judged on the TCP socket
 under TLS, a close_notify before the FIN being fine.
 """
 
-import argparse
-import ctypes
 import os
 import select
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -39,6 +36,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cases  # noqa: E402
+import suite  # noqa: E402
 import wsclient  # noqa: E402
 import cases_deflate  # noqa: E402,F401  (adds groups 12, 13 and pmd* to cases.CASES)
 
@@ -61,15 +59,6 @@ START_TIMEOUT = 10.0
 # the longest case can take about 70 s). Cases not run count as failed.
 DEFAULT_BUDGET = 200.0
 TLS_NAME = "localhost"   # the certificate's name, which the client asks for and verifies
-
-
-def _die_with_parent():
-    """In the child: get SIGKILL when the parent dies, so no server is ever left behind."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def make_certificate(directory):
@@ -114,7 +103,7 @@ class Server:
                 + self.extra_args)
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, preexec_fn=_die_with_parent)
+                                     stderr=self.stderr, preexec_fn=suite.die_with_parent)
         line = b""
         deadline = time.monotonic() + START_TIMEOUT
         fd = self.proc.stdout.fileno()
@@ -188,40 +177,15 @@ class Servers:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kaze", help="path to the kaze program")
-    ap.add_argument("-v", "--verbose", action="count", default=0,
-                    help="print passing cases too, with times; twice: what each case saw")
-    ap.add_argument("--list", action="store_true", help="list the cases and exit")
-    ap.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
-                    help="seconds after which no new case starts (default %(default)s)")
-    ap.add_argument("--tls", action="store_true",
-                    help="run over wss:// with a throwaway certificate (needs the openssl program)")
-    ap.add_argument("prefixes", nargs="*", help="run only cases whose id starts with one of these")
-    opts = ap.parse_args()
-
-    def selected(c):
-        return not opts.prefixes or any(c.id == p or c.id.startswith(p.rstrip(".") + ".")
-                                        for p in opts.prefixes)
-
-    pending = [c for c in cases.CASES if selected(c)]
-    if opts.list:
-        for c in pending:
-            print("%-8s %-9s %s" % (c.id, c.profile, c.desc))
-        return 0
-    if not opts.kaze:
-        ap.error("--kaze is required")
-    if not pending:
-        print("no case matches %s" % " ".join(opts.prefixes), file=sys.stderr)
-        print("0 passed, 0 failed")
-        return 1
-
-    # SIGTERM (ctest, CI) takes the same way out as Ctrl-C, through the finally below.
-    def on_term(signo, frame):
-        raise KeyboardInterrupt()
-    signal.signal(signal.SIGTERM, on_term)
-    passed = failed = 0
-    t0 = time.monotonic()
+    def tls_option(ap):
+        ap.add_argument("--tls", action="store_true",
+                        help="run over wss:// with a throwaway certificate (needs the openssl program)")
+    ap, opts = suite.arguments(__doc__, DEFAULT_BUDGET, tls_option)
+    pending = suite.select(cases.CASES, opts.prefixes)
+    status = suite.prelude(ap, opts, pending, 9)
+    if status is not None:
+        return status
+    suite.sigterm_interrupts()
     tls_dir = None
     servers = None
     try:
@@ -238,12 +202,9 @@ def main():
             wsclient.Conn.tls_context = client_tls_context(cert)
             wsclient.Conn.tls_server_name = TLS_NAME
         servers = Servers(os.path.abspath(opts.kaze), server_args)
-        for c in pending:
-            if time.monotonic() - t0 > opts.budget:
-                print("%s: not run: the suite's time budget of %.0f s is used up" % (c.id, opts.budget))
-                failed += 1
-                continue
-            t = time.monotonic()
+
+        def run_one(c):
+            srv = None
             try:
                 srv = servers.get(c.profile)
                 problems = cases.run_case(c, HOST, srv.port, pid=srv.proc.pid)
@@ -263,29 +224,18 @@ def main():
                 code = srv.proc.returncode if srv.proc else None
                 problems.append("kaze echo (%s) exited with status %s during the case: %s"
                                 % (c.profile, code, srv.stderr_tail()))
-            dt = time.monotonic() - t
-            if problems:
-                failed += 1
-                print("%s: %s -- %s" % (c.id, c.desc, "; ".join(problems)))
-            else:
-                passed += 1
-                if opts.verbose:
-                    print("%s: ok (%.2f s) %s" % (c.id, dt, c.desc))
-            if opts.verbose > 1 and c.info:
-                print("    saw: %s" % c.info)
-            sys.stdout.flush()
+            return problems
+
+        return suite.run_cases(pending, run_one, opts)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        failed += len(pending) - passed - failed
+        print("0 passed, %d failed" % len(pending))
+        return 1
     finally:
         if servers is not None:
             servers.stop_all()
         if tls_dir is not None:
             shutil.rmtree(tls_dir, ignore_errors=True)
-    if opts.verbose:
-        print("total %.1f s" % (time.monotonic() - t0))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":
