@@ -474,8 +474,7 @@ ssize_t kz__conn_read(struct kz_conn *c, void *buf, size_t len)
             if (n > 0) {
                 got += (size_t)n;
                 if (!SSL_has_pending(c->ssl))
-                    break; /* the socket is drained as far as TLS knows: epoll says when more comes
-                            */
+                    break; /* TLS holds no more: epoll says when the socket has */
                 continue;
             }
             if (got && n != -1)
@@ -636,12 +635,13 @@ static void read_handshake(struct kz_conn *c)
         return;
     }
     /*
-     * A request starts with its method, upper-case letters: anything else
-     * (a TLS ClientHello at a ws:// port, say) is refused at once rather
-     * than waited on until the head limit or the timeout.
+     * A request starts with its method, upper-case letters (or an empty
+     * line, which RFC 9112 §2.2 lets a server skip): anything else (a TLS
+     * ClientHello at a ws:// port, say) is refused at once rather than
+     * waited on until the head limit or the timeout.
      */
     uint8_t first = s->rbuf[0];
-    if (had == 0 && (first < 'A' || first > 'Z')) {
+    if (had == 0 && (first < 'A' || first > 'Z') && first != '\r' && first != '\n') {
         refuse(c, 400,
                first == 0x16 ? "this port does not speak TLS: use ws://" : "not an HTTP request");
         return;
