@@ -274,8 +274,7 @@ static void run_end(struct kz_loop *loop, struct kz_defer *d)
         cl->cb.on_end(cl); /* may free cl: nothing after this */
 }
 
-/* No more attempts. on_end comes once no connection of ours is left, at the end of the iteration.
- */
+/* No more attempts. on_end comes at the end of the iteration once no connection is left. */
 static void end(struct kz_client *cl)
 {
     kz_timer_stop(cl->loop, &cl->timer);

@@ -316,8 +316,7 @@ int kz__conn_queue_frame_rsv(struct kz_conn *c, unsigned opcode, unsigned rsv,
     uint8_t hdr[KZ_FRAME_HEADER_MAX], keybuf[4];
     const uint8_t *key = kz__conn_mask_key(c, keybuf);
     if (c->client && !key)
-        return KZ_ERR_SYSTEM; /* no randomness at all: better not to send than to send predictably
-                               */
+        return KZ_ERR_SYSTEM; /* no randomness: better unsent than predictably masked */
     size_t hlen = kz_frame_write_header(hdr, opcode, true, rsv, len, key);
     return queue_bytes(c, hdr, hlen, payload, len, key);
 }

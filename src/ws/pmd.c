@@ -199,8 +199,7 @@ int kz__pmd_send(struct kz_conn *c, unsigned op, const uint8_t *data, size_t len
         d = shared_deflater(s);
         if (!d)
             return KZ_ERR_NOMEM;
-        /* A window smaller than the shared one's was negotiated: compress on the connection's own.
-         */
+        /* A smaller window than the shared one's was negotiated: use one of its own. */
         if (c->pmd->params.server_max_window_bits < s->cfg.deflate.server_max_window_bits) {
             c->pmd->tx = new_deflater(s, c->pmd->params.server_max_window_bits, true);
             if (!c->pmd->tx)
