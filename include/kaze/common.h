@@ -50,10 +50,9 @@ enum kz_err {
     KZ_ERR_CLOSED = -7,           /* the object is closed or closing: nothing more is accepted */
     KZ_ERR_BACKPRESSURE = -8,     /* refused: the peer's queue is over its limit */
     KZ_ERR_TIMEOUT = -9,          /* a deadline passed (connect, handshake) */
-    KZ_ERR_UNSUPPORTED = -10,     /* a feature this build does not have (wss:// before TLS) */
-    KZ_ERR_RESOLVE = -11,         /* the host name could not be resolved */
-    KZ_ERR_CONNECT = -12,         /* the TCP connection could not be made: errno says why */
-    KZ_ERR_TLS = -13,             /* the TLS handshake failed (certificate, protocol) */
+    KZ_ERR_RESOLVE = -10,         /* the host name could not be resolved */
+    KZ_ERR_CONNECT = -11,         /* the TCP connection could not be made: errno says why */
+    KZ_ERR_TLS = -12,             /* the TLS handshake failed (certificate, protocol) */
 
     /* handshake: a client's request is refused */
     KZ_ERR_HS_MALFORMED = -100,        /* not a parsable HTTP/1.1 request: 400 */

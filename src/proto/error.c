@@ -24,8 +24,6 @@ const char *kz_strerror(int err)
         return "the peer's send queue is full";
     case KZ_ERR_TIMEOUT:
         return "timed out";
-    case KZ_ERR_UNSUPPORTED:
-        return "not supported by this build";
     case KZ_ERR_RESOLVE:
         return "host name not resolved";
     case KZ_ERR_CONNECT:
